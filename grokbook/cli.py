@@ -1,0 +1,66 @@
+"""The ``grokbook`` command: list chapters, run one with new parameters, build the book."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .chapters import ChapterError, book_root, find_chapters, run_chapter
+
+
+def _chapters(args: argparse.Namespace) -> int:
+    for ch in find_chapters().values():
+        print(f"{ch.name}: {ch.title}  ({ch.path.relative_to(book_root())})")
+        for p in ch.parameters.values():
+            print(f"    {p.name:<18} {p.type.__name__:<6} default {p.default!r:<14} {p.help}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    values = dict(args.param or [])
+    if len(values) != len(args.param or []):
+        raise ChapterError("a parameter is given twice with -p")
+    out = run_chapter(args.chapter, values, profile=args.profile,
+                      output=Path(args.output) if args.output else None, html=args.html,
+                      log_output=args.verbose)
+    print(f"wrote {out}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(book_root()), "--warningiserror",
+           "--keep-going"]
+    if args.all:
+        cmd.append("--all")
+    return subprocess.run(cmd).returncode
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="grokbook", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("chapters", help="list the chapters and their parameters").set_defaults(func=_chapters)
+    run = sub.add_parser("run", help="execute a chapter with papermill")
+    run.add_argument("chapter")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="set a parameter (repeatable)")
+    run.add_argument("--profile", help="a parameter set from book/profiles/ (e.g. smoke, paper)")
+    run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb)")
+    run.add_argument("--html", action="store_true", help="also write HTML next to it")
+    run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
+    run.set_defaults(func=_run)
+    build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")
+    build.add_argument("--all", action="store_true", help="rebuild every page")
+    build.set_defaults(func=_build)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ChapterError as err:
+        print(f"grokbook: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Geometry of a training trajectory: cosine series, trajectory PCA and the random-walk
+baseline with the same step sizes.
+
+``snapshots`` is a ``(T, P)`` array: ``T`` flattened parameter vectors ``theta_t`` in
+order (a CPU torch tensor is accepted too). Everything is computed in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+def _snapshots(snapshots, min_rows: int) -> np.ndarray:
+    if hasattr(snapshots, "detach"):  # torch.Tensor
+        snapshots = snapshots.detach().cpu().numpy()
+    x = np.asarray(snapshots, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"snapshots must have shape (T, P), got {x.shape}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"need at least {min_rows} snapshots, got {x.shape[0]}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("snapshots contain non-finite values (NaN or inf)")
+    return x
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between matching rows of ``a`` and ``b``; NaN where a row is zero."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, dots / norms, np.nan)
+
+
+def cosine_series(snapshots) -> dict[str, np.ndarray]:
+    """Cosine similarities along a trajectory ``(T, P)``, ``T >= 2``.
+
+    Returns ``"consecutive"``: ``(T-1,)``, ``cos(theta_t, theta_{t+1})``;
+    ``"update"``: ``(T-2,)``, ``cos(u_t, u_{t+1})`` with ``u_t = theta_{t+1} - theta_t``;
+    ``"init"``: ``(T,)``, ``cos(theta_t, theta_0)`` (so ``init[0] = 1``).
+    A cosine with a zero vector is NaN. Between consecutive weights the cosine is near
+    1 whenever steps are small against the weights, even for a random walk; between
+    successive updates a random walk gives about 0.
+    """
+    x = _snapshots(snapshots, 2)
+    updates = np.diff(x, axis=0)
+    return {
+        "consecutive": _row_cosines(x[:-1], x[1:]),
+        "update": _row_cosines(updates[:-1], updates[1:]),
+        "init": _row_cosines(x, np.broadcast_to(x[0], x.shape)),
+    }
+
+
+def random_walk(step_norms, dim: int, seed: int = 0, start: Optional[np.ndarray] = None) -> np.ndarray:
+    """A random walk with the given step sizes: the baseline for a trajectory.
+
+    ``step_norms``: ``(T-1,)`` non-negative step lengths (e.g. the norms of a run's
+    updates between snapshots); ``dim``: dimension ``P``; ``start``: ``(P,)`` first
+    point (default the origin). Each step has an isotropic direction (a normalised
+    standard Gaussian vector) and exactly the requested norm. Returns ``(T, P)``.
+    """
+    norms = np.asarray(step_norms, dtype=np.float64)
+    if norms.ndim != 1 or not np.all(np.isfinite(norms)) or np.any(norms < 0):
+        raise ValueError("step_norms must be a 1-D array of finite, non-negative lengths")
+    if int(dim) != dim or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    walk = np.empty((len(norms) + 1, int(dim)))
+    walk[0] = 0.0 if start is None else np.asarray(start, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    for t, r in enumerate(norms):  # row by row: no second (T, P) array in memory
+        step = rng.standard_normal(int(dim))
+        walk[t + 1] = walk[t] + r * step / np.linalg.norm(step)
+    return walk
+
+
+@dataclass(frozen=True)
+class TrajectoryPCA:
+    """PCA of a trajectory.
+
+    ``explained_variance_ratio``: ``(min(T, P),)``, descending, sums to 1 (the last is
+    ~0: centring leaves rank at most ``T - 1``); ``components``: ``(n_components, P)``
+    orthonormal directions; ``projection``: ``(T, n_components)``, the coordinates of
+    ``theta_t - theta_T`` on them, so the final point sits at the origin (as in a
+    loss-landscape plot around ``theta_T``); ``mean``: ``(P,)``, the mean of the rows
+    ``theta_t - theta_T`` that was removed before the SVD.
+    """
+
+    explained_variance_ratio: np.ndarray
+    components: np.ndarray
+    projection: np.ndarray
+    mean: np.ndarray
+
+
+def trajectory_pca(snapshots, n_components: int = 2) -> TrajectoryPCA:
+    """PCA of the rows ``theta_t - theta_T`` (``T`` = the last snapshot), centred.
+
+    ``snapshots``: ``(T, P)``, ``T >= 2``. After centring, subtracting ``theta_T`` does
+    not change the variances or components; it only sets the origin of the projection.
+    When ``P > T`` the SVD comes from the ``T x T`` Gram matrix (``O(T^2 P)`` time, no
+    ``P x P`` matrix); each component's sign is chosen so that the first snapshot
+    projects to a non-negative coordinate. Components whose variance is below 1e-12 of
+    the largest (beyond the trajectory's rank) are returned as zero vectors.
+    """
+    x = _snapshots(snapshots, 2)
+    t, p = x.shape
+    if int(n_components) != n_components or not 1 <= n_components <= min(t, p):
+        raise ValueError(f"n_components must be in 1..{min(t, p)}, got {n_components!r}")
+    rows = x - x[-1]
+    mean = rows.mean(axis=0)
+    centred = rows - mean
+    if p > t:
+        # centred = U S V^T  =>  Gram = U S^2 U^T and V = centred^T U / S
+        eigval, u = np.linalg.eigh(centred @ centred.T)
+        order = np.argsort(eigval)[::-1]
+        variance, u = np.clip(eigval[order], 0, None), u[:, order[:n_components]]
+        s = np.sqrt(variance[:n_components])
+        vt = (centred.T @ (u / np.where(s > 0, s, 1.0))).T
+    else:
+        _, s_all, vt = np.linalg.svd(centred, full_matrices=False)
+        variance, vt = s_all**2, vt[:n_components]
+    # Gram eigenvalues carry absolute errors ~ eps * s_max^2, so a component with
+    # variance below 1e-12 of the largest is noise: its direction is set to zero.
+    vt[variance[:n_components] <= 1e-12 * variance[0]] = 0.0
+    total = variance.sum()
+    ratio = variance / total if total > 0 else np.zeros_like(variance)
+    projection = rows @ vt.T
+    sign = np.where(projection[0] < 0, -1.0, 1.0)
+    return TrajectoryPCA(ratio[:min(t, p)], vt * sign[:, None], projection * sign, mean)

@@ -1,0 +1,120 @@
+"""The models: the paper's decoder transformer and an MLP on token embeddings.
+
+Both map a batch of token sequences ``x`` of shape ``(N, 4)`` (``a op b =``) to answer
+logits of shape ``(N, n_classes)``, read at the last position (``=``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention written with plain matmuls and softmax.
+
+    Deliberately not ``F.scaled_dot_product_attention``: its fused CPU kernels have no
+    double backward, and the Hessian chapters need Hessian-vector products through here.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``h``: ``(N, T, d)`` -> ``(N, T, d)``, or ``(N, 1, d)`` for the last query only."""
+        n, t, d = h.shape
+        q, k, v = self.qkv(h).view(n, t, 3, self.n_heads, d // self.n_heads).unbind(2)
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (n, heads, t, d_head)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads)
+        mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+        att = scores.masked_fill(mask, float("-inf")).softmax(-1)
+        if last_only:  # the last query attends to every position: no mask needed
+            att = att[:, :, -1:]
+        return self.out((att @ v).transpose(1, 2).reshape(n, att.shape[2], d))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm decoder block: attention then a ReLU feed-forward, both residual."""
+
+    def __init__(self, d_model: int, n_heads: int, hidden: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, d_model))
+
+    def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``(N, T, d)`` -> ``(N, T, d)``; with ``last_only`` only the last position is
+        computed, ``(N, 1, d)``, which is all the read-out needs from the final block."""
+        a = self.attn(self.ln1(h), last_only)
+        h = (h[:, -1:] if last_only else h) + a
+        return h + self.mlp(self.ln2(h))
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer (token and learned position embeddings, ``n_layers``
+    pre-LN blocks, final LayerNorm, linear read-out of the answer at the last token)."""
+
+    def __init__(self, vocab_size: int, n_classes: int, n_layers: int = 2, d_model: int = 128,
+                 n_heads: int = 4, hidden: int = 512, seq_len: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Parameter(torch.randn(seq_len, d_model) * 0.02)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, hidden) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.unembed = nn.Linear(d_model, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) + self.pos[: x.shape[1]]
+        for i, block in enumerate(self.blocks):
+            h = block(h, last_only=i == len(self.blocks) - 1)
+        return self.unembed(self.ln_f(h[:, -1]))
+
+
+class MLP(nn.Module):
+    """Embeds ``a`` and ``b``, concatenates them and applies ``n_layers`` ReLU layers of
+    width ``hidden`` and a linear read-out."""
+
+    def __init__(self, vocab_size: int, n_classes: int, n_layers: int = 2, d_model: int = 128,
+                 hidden: int = 512) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        layers: list[nn.Module] = []
+        width = 2 * d_model
+        for _ in range(n_layers):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.unembed = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.embed(x[:, [0, 2]]).flatten(1)
+        return self.unembed(self.body(e))
+
+
+def build_model(config: RunConfig, vocab_size: int, n_classes: int) -> nn.Module:
+    """The model a config asks for, initialised from ``config.seed`` and with every
+    parameter multiplied by ``config.init_scale``."""
+    torch.manual_seed(config.seed)
+    if config.model == "transformer":
+        model: nn.Module = Transformer(vocab_size, n_classes, config.n_layers, config.d_model,
+                                       config.n_heads, config.hidden)
+    else:
+        model = MLP(vocab_size, n_classes, config.n_layers, config.d_model, config.hidden)
+    if config.init_scale != 1.0:
+        with torch.no_grad():
+            for prm in model.parameters():
+                prm.mul_(config.init_scale)
+    return model
+
+
+def last_layer(model: nn.Module) -> torch.Tensor:
+    """The read-out weight, whose norm the slingshot analysis follows."""
+    return model.unembed.weight

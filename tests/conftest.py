@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny configs, and an isolated run store for every test."""
+
+import pytest
+import torch
+
+from grokbook import RunConfig
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never touch the user's run store from a test."""
+    monkeypatch.setenv("GROKBOOK_HOME", str(tmp_path_factory.mktemp("grokbook_home")))
+
+
+@pytest.fixture
+def tiny() -> RunConfig:
+    """A config that trains in well under a second."""
+    return RunConfig(p=11, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=40, n_snapshots=6,
+                     lr=3e-3, warmup_steps=5)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    torch.set_num_threads(min(2, torch.get_num_threads()))

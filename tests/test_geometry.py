@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from grokbook.geometry import TrajectoryPCA, cosine_series, random_walk, trajectory_pca
+
+
+def test_cosine_series_hand_made():
+    snaps = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    out = cosine_series(snaps)
+    r = 1 / np.sqrt(2)
+    np.testing.assert_allclose(out["consecutive"], [r, r, 1.0])
+    # updates: (0, 1), (-1, 0), (0, 1)
+    np.testing.assert_allclose(out["update"], [0.0, 0.0])
+    np.testing.assert_allclose(out["init"], [1.0, r, 0.0, 0.0], atol=1e-15)
+    assert {k: v.shape for k, v in out.items()} == {"consecutive": (3,), "update": (2,), "init": (4,)}
+
+
+def test_cosine_series_zero_vector_is_nan_and_torch_accepted():
+    out = cosine_series(torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
+    assert np.isnan(out["update"][0])  # the first update is zero
+    np.testing.assert_allclose(out["consecutive"][0], 1.0)
+
+
+def test_random_walk_has_exact_step_norms_and_zero_update_cosine():
+    norms = np.random.default_rng(0).uniform(0.1, 2.0, size=50)
+    start = np.full(1000, 3.0)
+    walk = random_walk(norms, 1000, seed=1, start=start)
+    assert walk.shape == (51, 1000)
+    np.testing.assert_array_equal(walk[0], start)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(walk, axis=0), axis=1), norms, rtol=1e-12)
+    assert np.abs(cosine_series(walk)["update"]).max() < 0.2  # ~ N(0, 1/1000)
+    np.testing.assert_array_equal(walk, random_walk(norms, 1000, seed=1, start=start))
+
+
+@pytest.mark.parametrize("shape", [(20, 5), (10, 50)])  # the SVD path and the Gram path
+def test_explained_variance_matches_covariance_eigh(shape):
+    t, p = shape
+    x = np.random.default_rng(2).normal(size=shape) * np.linspace(3, 0.5, p)
+    pca = trajectory_pca(x, n_components=3)
+    eig = np.linalg.eigh(np.cov(x, rowvar=False))[0][::-1]  # descending, (P,)
+    k = min(t, p)
+    np.testing.assert_allclose(pca.explained_variance_ratio, eig[:k] / eig.sum(), atol=1e-12)
+    assert pca.explained_variance_ratio.shape == (k,)
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(3), atol=1e-10)
+    # Components are the covariance's leading eigenvectors, up to sign.
+    vecs = np.linalg.eigh(np.cov(x, rowvar=False))[1][:, ::-1][:, :3]
+    np.testing.assert_allclose(np.abs(pca.components @ vecs), np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(pca.projection, (x - x[-1]) @ pca.components.T)
+    assert np.all(pca.projection[0] >= 0)
+
+
+@pytest.mark.parametrize("p", [3, 500])
+def test_plane_trajectory_is_two_dimensional(p):
+    rng = np.random.default_rng(3)
+    u, v = np.linalg.qr(rng.normal(size=(p, 2)))[0].T
+    a, b = np.cumsum(rng.normal(size=(2, 40)), axis=1)
+    snaps = rng.normal(size=p) + np.outer(a, u) + np.outer(b, v)
+    pca = trajectory_pca(snaps, n_components=3)
+    assert isinstance(pca, TrajectoryPCA)
+    assert pca.explained_variance_ratio[:2].sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_array_equal(pca.components[2], 0.0)  # no third direction
+    # Two coordinates reconstruct theta_t - theta_T exactly; the last point is the origin.
+    np.testing.assert_allclose(pca.projection[:, :2] @ pca.components[:2], snaps - snaps[-1], atol=1e-9)
+    np.testing.assert_allclose(pca.projection[-1], 0.0, atol=1e-12)
+
+
+def test_random_walk_pca_known_result():
+    # High-dimensional random walks put ~6/pi^2 ~ 0.61 of the variance in the first
+    # component (Antognini & Sohl-Dickstein 2018): a trajectory being "mostly 2-D"
+    # is not by itself evidence of structure.
+    walk = random_walk(np.ones(200), 5000, seed=4)
+    ratio = trajectory_pca(walk).explained_variance_ratio
+    assert ratio[0] > 0.5
+    assert ratio[0] == pytest.approx(6 / np.pi**2, abs=0.05)
+    assert ratio[:2].sum() > 0.7
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        cosine_series(np.ones(5))
+    with pytest.raises(ValueError, match="n_components"):
+        trajectory_pca(np.ones((4, 3)), n_components=4)
+    with pytest.raises(ValueError, match="non-finite"):
+        trajectory_pca(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="step_norms"):
+        random_walk([1.0, -1.0], 3)
+    with pytest.raises(ValueError, match="dim"):
+        random_walk([1.0], 0)

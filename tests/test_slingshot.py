@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from grokbook.slingshot import (Baseline, Slingshots, find_onsets, find_slingshots, find_spikes,
+                                growth_rate, onset_alignment, shuffled_baseline)
+
+N = 6000
+T = np.arange(N)
+ONSETS = (1000, 2500, 4000)
+SPIKES = (700, 2000, 3300)
+
+
+def staircase(starts=ONSETS, length=200, rate=5e-3, noise=1e-4, seed=0) -> np.ndarray:
+    """A norm whose log grows by ``rate`` per step for ``length`` steps from each start,
+    decaying slowly (weight decay) in between, with small multiplicative noise."""
+    log_norm = np.log(10.0) - 1e-5 * T
+    for s in starts:
+        log_norm += rate * np.clip(T - s, 0, length)
+    return np.exp(log_norm + noise * np.random.default_rng(seed).normal(size=N))
+
+
+def spiky(base: np.ndarray, at=SPIKES, width=10, factor=50.0, seed=1) -> np.ndarray:
+    x = base * np.exp(0.1 * np.random.default_rng(seed).normal(size=len(base)))
+    for s in at:
+        x[s:s + width] *= factor
+    return x
+
+
+def test_growth_rate_of_exponential():
+    rate = growth_rate(np.exp(2e-3 * T), window=100)
+    assert np.isnan(rate[:50]).all() and np.isnan(rate[-50:]).all()
+    np.testing.assert_allclose(rate[50:-50], 2e-3, rtol=1e-9)
+
+
+def test_staircase_onsets_found_at_known_steps():
+    onsets = find_onsets(staircase())
+    assert onsets.dtype.kind == "i"
+    np.testing.assert_allclose(onsets, ONSETS, atol=5)
+
+
+def test_growth_without_plateau_is_not_an_onset():
+    # The last growth runs into the end of the series: no plateau observed.
+    onsets = find_onsets(staircase(starts=(1000, N - 150), length=1000))
+    np.testing.assert_allclose(onsets, [1000], atol=5)
+
+
+def test_slow_growth_below_threshold_is_not_an_onset():
+    assert find_onsets(np.exp(5e-4 * T)).size == 0
+    assert find_onsets(staircase(rate=5e-4)).size == 0
+
+
+def test_loss_spikes_found_at_known_steps():
+    loss = spiky(np.exp(-T / 1000))
+    np.testing.assert_array_equal(find_spikes(loss), SPIKES)
+
+
+def test_spike_min_separation():
+    loss = spiky(np.full(N, 0.1), at=(1000, 1030))
+    np.testing.assert_array_equal(find_spikes(loss), [1000])
+    np.testing.assert_array_equal(find_spikes(loss, min_separation=10), [1000, 1030])
+
+
+def test_find_slingshots_on_synthetic_run():
+    events = find_slingshots(staircase(), spiky(np.exp(-T / 1000)),
+                             spiky(np.full(N, 0.5), at=ONSETS, seed=2))
+    assert isinstance(events, Slingshots)
+    np.testing.assert_allclose(events.onsets, ONSETS, atol=5)
+    np.testing.assert_array_equal(events.loss_spikes, SPIKES)
+    np.testing.assert_array_equal(events.grad_spikes, ONSETS)
+
+
+def test_no_events_gives_empty_int_arrays():
+    rng = np.random.default_rng(3)
+    norm = 10 * np.exp(1e-4 * rng.normal(size=N))
+    loss = np.exp(-T / 2000) * np.exp(0.1 * rng.normal(size=N))
+    events = find_slingshots(norm, loss, np.full(N, 0.2))
+    for arr in (events.onsets, events.loss_spikes, events.grad_spikes):
+        assert arr.shape == (0,) and arr.dtype.kind == "i"
+    assert find_slingshots(norm).loss_spikes.size == 0
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.r_[np.ones(10), np.nan], "non-finite"),
+    (np.r_[np.ones(10), 0.0], "positive"),
+    (np.ones((2, 10)), "shape"),
+])
+def test_bad_norm(bad, match):
+    with pytest.raises(ValueError, match=match):
+        find_slingshots(bad)
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="window"):
+        find_onsets(np.ones(10), window=1)
+    with pytest.raises(ValueError, match="plateau_threshold"):
+        find_onsets(np.ones(10), growth_threshold=1e-3, plateau_threshold=1e-2)
+    with pytest.raises(ValueError, match="spike_factor"):
+        find_spikes(np.ones(10), spike_factor=0.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        find_spikes(-np.ones(10))
+
+
+def test_onset_alignment_closed_form():
+    gains = [100, 105, 110, 111, 499, 600]
+    assert onset_alignment([500, 100], gains, k=10) == pytest.approx(3 / 6)  # 100, 105, 110
+    assert onset_alignment([500, 100], gains, k=0) == pytest.approx(1 / 6)
+    assert onset_alignment([], gains, k=10) == 0.0
+    assert np.isnan(onset_alignment([1], [], k=10))
+
+
+@pytest.mark.parametrize("m,gains,k", [(1, [500], 9), (3, [500], 9), (2, [50, 200, 400, 900], 49)])
+def test_shuffled_baseline_matches_closed_form(m, gains, k):
+    n_steps, n_shuffles = 1000, 20000
+    base = shuffled_baseline(np.arange(m), gains, k, n_steps, n_shuffles=n_shuffles, seed=1)
+    assert isinstance(base, Baseline)
+    expected = 1 - (1 - (k + 1) / n_steps) ** m
+    assert base.mean == pytest.approx(expected, abs=4 * np.sqrt(expected / n_shuffles) + 1e-3)
+    assert 0 <= base.low <= base.high <= 1  # the mean can lie outside: fractions are discrete
+    assert base == shuffled_baseline(np.arange(m), gains, k, n_steps, n_shuffles=n_shuffles, seed=1)
+
+
+def test_aligned_onsets_beat_the_shuffled_baseline():
+    onsets, gains = [1000, 2500, 4000], [1020, 2540, 4010]
+    assert onset_alignment(onsets, gains, k=50) == 1.0
+    assert shuffled_baseline(onsets, gains, 50, N, n_shuffles=500).high < 0.5

@@ -1,0 +1,53 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from grokbook import RunConfig
+from grokbook.tasks import make_dataset, operation_table
+
+
+@pytest.mark.parametrize("task, f", [
+    ("add", lambda a, b, p: (a + b) % p), ("sub", lambda a, b, p: (a - b) % p),
+    ("mul", lambda a, b, p: (a * b) % p), ("x2+y2", lambda a, b, p: (a * a + b * b) % p),
+    ("x2+xy+y2", lambda a, b, p: (a * a + a * b + b * b) % p),
+    ("x3+xy", lambda a, b, p: (a ** 3 + a * b) % p),
+])
+def test_tables_match_python_arithmetic(task, f):
+    p = 13
+    a, b, c, n = operation_table(task, p)
+    assert n == p and len(c) == p * p
+    assert all(int(ci) == f(int(ai), int(bi), p) for ai, bi, ci in zip(a, b, c))
+
+
+def test_division_inverts_multiplication():
+    p = 13
+    a, b, c, _ = operation_table("div", p)
+    assert len(c) == p * (p - 1) and (b != 0).all()
+    assert ((c * b) % p == a).all()
+
+
+def test_s5_is_composition_of_permutations():
+    a, b, c, n = operation_table("s5", 0)
+    perms = list(itertools.permutations(range(5)))
+    assert n == 120 and len(c) == 120 * 120
+    for k in np.random.default_rng(0).integers(0, len(c), 200):
+        pa, pb, pc = perms[a[k]], perms[b[k]], perms[c[k]]
+        assert all(pc[i] == pa[pb[i]] for i in range(5))
+    # a group: the identity (index 0) is neutral
+    assert (c[a == 0] == b[a == 0]).all()
+
+
+def test_split_sizes_disjoint_and_seeded():
+    cfg = RunConfig(p=23, r=0.3)
+    d = make_dataset(cfg)
+    assert len(d.train_y) == round(0.3 * 23 * 23) and len(d.train_y) + len(d.val_y) == 23 * 23
+    pairs_tr = {tuple(x) for x in d.train_x[:, [0, 2]].tolist()}
+    pairs_va = {tuple(x) for x in d.val_x[:, [0, 2]].tolist()}
+    assert not pairs_tr & pairs_va
+    assert (d.train_x[:, 1] == 23).all() and (d.train_x[:, 3] == 24).all() and d.vocab_size == 25
+    again = make_dataset(cfg)
+    assert torch.equal(d.train_x, again.train_x)
+    other = make_dataset(cfg.replace(data_seed=1))
+    assert not torch.equal(d.train_x, other.train_x)

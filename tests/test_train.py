@@ -1,0 +1,129 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grokbook import RunConfig, train
+from grokbook.models import build_model
+from grokbook.tasks import make_dataset
+from grokbook.train import METRICS, fit, snapshot_schedule, validation_schedule
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def reference_loop(cfg: RunConfig):
+    """The oracle: a plain PyTorch loop with torch.optim and explicit flattening."""
+    data = make_dataset(cfg)
+    model = build_model(cfg, data.vocab_size, data.n_classes)
+    params = list(model.parameters())
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = {"adamw": lambda: torch.optim.AdamW(params, betas=cfg.betas, **kw),
+           "adam": lambda: torch.optim.Adam(params, betas=cfg.betas, **kw),
+           "sgd": lambda: torch.optim.SGD(params, momentum=cfg.momentum, **kw)}[cfg.optimizer]()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / cfg.warmup_steps))
+    flat = lambda: torch.cat([p.detach().reshape(-1) for p in params]).double()
+    theta0, rows, prev_delta = flat(), [], None
+    for t in range(cfg.steps):
+        opt.zero_grad()
+        logits = model(data.train_x)
+        loss = F.cross_entropy(logits, data.train_y)
+        loss.backward()
+        g = torch.cat([p.grad.reshape(-1) for p in params]).double()
+        before, w_out = flat(), float(model.unembed.weight.detach().norm())
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        after = flat()
+        delta = after - before
+        cos = lambda u, v: float(u @ v / (u.norm() * v.norm()))
+        rows.append([float(loss.detach()), float((logits.argmax(-1) == data.train_y).float().mean()),
+                     float(g.norm()), float(before.norm()), w_out,
+                     cos(before, theta0), cos(before, after),
+                     math.nan if prev_delta is None else cos(delta, prev_delta)])
+        prev_delta = delta
+    return np.array(rows), flat()
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"optimizer": "adam", "weight_decay": 0.1}, {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05},
+    {"grad_clip": 0.5},
+])
+def test_trainer_matches_plain_torch_loop(tiny, changes, float64):
+    # In float64 the flat optimiser and torch.optim agree to rounding: Adam's
+    # normalisation would amplify float32 rounding in near-zero gradients.
+    cfg = tiny.replace(**changes)
+    run = fit(cfg, progress=False)
+    ref, final = reference_loop(cfg)
+    for k, name in enumerate(METRICS):
+        np.testing.assert_allclose(run.metrics[name], ref[:, k], rtol=1e-9, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(run.snapshots[-1], final.float().numpy(), rtol=1e-6, atol=1e-7)
+    assert run.snapshot_steps[-1] == cfg.steps
+
+
+def test_deterministic_on_cpu(tiny):
+    cfg = tiny.replace(batch_size=16)
+    a, b = fit(cfg, progress=False), fit(cfg, progress=False)
+    for name in METRICS:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+    np.testing.assert_array_equal(a.val_acc, b.val_acc)
+    np.testing.assert_array_equal(a.snapshots, b.snapshots)
+    assert not np.array_equal(a.metrics["train_loss"], fit(cfg.replace(seed=1), progress=False).metrics["train_loss"])
+
+
+def test_minibatches_cover_each_epoch_once(tiny):
+    from grokbook.train import _batch_indices
+
+    cfg = tiny.replace(batch_size=10)
+    n = len(make_dataset(cfg).train_y)
+    per_epoch = n // 10
+    seen = torch.cat([_batch_indices(cfg, n, t) for t in range(per_epoch)])
+    assert len(set(seen.tolist())) == per_epoch * 10
+    assert _batch_indices(cfg.replace(batch_size=0), n, 3) is None
+
+
+def test_validation_schedule_places_times_within_one_percent():
+    s = validation_schedule(20000)
+    assert s[0] == 0 and s[-1] == 20000 and (np.diff(s[:100]) == 1).all()
+    gaps = np.diff(s)
+    assert (gaps <= np.maximum(1, 0.01 * s[1:])).all()
+
+
+def test_snapshot_schedule():
+    s = snapshot_schedule(1000, 20)
+    assert s[0] == 0 and s[-1] == 1000 and len(s) <= 21 and (np.diff(s) > 0).all()
+    assert (s < 10).sum() >= 3  # dense early
+
+
+def test_run_model_at_reproduces_snapshot(tiny):
+    run = fit(tiny, progress=False)
+    model = run.model_at(int(run.snapshot_steps[2]))
+    flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
+    np.testing.assert_array_equal(flat, run.snapshots[2])
+    with pytest.raises(ValueError, match="no snapshot at step"):
+        run.model_at(-5)
+
+
+def test_divergence_is_recorded(tiny):
+    run = fit(tiny.replace(optimizer="sgd", lr=1e6, warmup_steps=0, steps=60), progress=False)
+    assert run.diverged_at is not None and run.diverged_at < 60
+    assert len(run.metrics["train_loss"]) == run.diverged_at + 1
+    assert not np.isfinite(run.metrics["train_loss"][-1])
+
+
+def test_train_with_store_uses_cache(tiny, tmp_path):
+    from grokbook.store import RunStore
+
+    store = RunStore(tmp_path)
+    a = train(tiny, store=store, progress=False)
+    b = train(tiny, store=store, progress=False)
+    np.testing.assert_array_equal(a.metrics["train_loss"], b.metrics["train_loss"])
+    assert len((tmp_path / "train.log").read_text().splitlines()) == 1
