@@ -47,7 +47,7 @@ class RunConfig:
     fraction ``r`` in (0, 1) and the ``data_seed`` of the split.
     Model: ``model`` (``transformer`` or ``mlp``), ``n_layers``, ``d_model``,
     ``n_heads``, ``d_mlp`` (hidden width of the feed-forward block, 0 means
-    ``4 * d_model``), and ``init_scale`` (every initial weight multiplied by it, the
+    ``4 * d_model``), ``layer_norm`` (pre-LayerNorm blocks, or none), and ``init_scale`` (every initial weight multiplied by it, the
     Omnigrok knob).
     Optimisation: ``optimizer`` (``adamw``, ``adam`` or ``sgd``), ``lr``,
     ``weight_decay`` (decoupled for AdamW, L2 for Adam and SGD), ``betas``,
@@ -68,6 +68,7 @@ class RunConfig:
     n_heads: int = 4
     d_mlp: int = 0
     init_scale: float = 1.0
+    layer_norm: bool = True
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1.0

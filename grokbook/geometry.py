@@ -128,3 +128,16 @@ def trajectory_pca(snapshots, n_components: int = 2) -> TrajectoryPCA:
     projection = rows @ vt.T
     sign = np.where(projection[0] < 0, -1.0, 1.0)
     return TrajectoryPCA(ratio[:min(t, p)], vt * sign[:, None], projection * sign, mean)
+
+
+def principal_components(points, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Centred PCA of the rows of ``points`` ``(n, d)`` (e.g. token embeddings).
+
+    Returns ``(projection (n, n_components), explained_variance_ratio (n_components,))``,
+    signs fixed so that the first row has non-negative coordinates."""
+    x = np.asarray(points, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    proj = u[:, :n_components] * s[:n_components]
+    proj *= np.where(proj[0] < 0, -1.0, 1.0)
+    return proj, s[:n_components] ** 2 / (s**2).sum()

@@ -43,11 +43,12 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm decoder block: attention then a ReLU feed-forward, both residual."""
 
-    def __init__(self, d_model: int, n_heads: int, hidden: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, hidden: int, layer_norm: bool = True) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
+        norm = (lambda: nn.LayerNorm(d_model)) if layer_norm else nn.Identity
+        self.ln1 = norm()
         self.attn = CausalSelfAttention(d_model, n_heads)
-        self.ln2 = nn.LayerNorm(d_model)
+        self.ln2 = norm()
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, d_model))
 
     def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
@@ -60,15 +61,16 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     """Decoder-only transformer (token and learned position embeddings, ``n_layers``
-    pre-LN blocks, final LayerNorm, linear read-out of the answer at the last token)."""
+    pre-LN blocks, final LayerNorm, linear read-out of the answer at the last token);
+    ``layer_norm=False`` drops every LayerNorm (as in Nanda et al.'s model)."""
 
     def __init__(self, vocab_size: int, n_classes: int, n_layers: int = 2, d_model: int = 128,
-                 n_heads: int = 4, hidden: int = 512, seq_len: int = 4) -> None:
+                 n_heads: int = 4, hidden: int = 512, seq_len: int = 4, layer_norm: bool = True) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Parameter(torch.randn(seq_len, d_model) * 0.02)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, hidden) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, hidden, layer_norm) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
         self.unembed = nn.Linear(d_model, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +107,7 @@ def build_model(config: RunConfig, vocab_size: int, n_classes: int) -> nn.Module
     torch.manual_seed(config.seed)
     if config.model == "transformer":
         model: nn.Module = Transformer(vocab_size, n_classes, config.n_layers, config.d_model,
-                                       config.n_heads, config.hidden)
+                                       config.n_heads, config.hidden, layer_norm=config.layer_norm)
     else:
         model = MLP(vocab_size, n_classes, config.n_layers, config.d_model, config.hidden)
     if config.init_scale != 1.0:

@@ -72,3 +72,14 @@ def embedding_pcs(ax: Axes, points: np.ndarray, title: str, labels: Optional[Seq
             ax.annotate(str(k), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points", color="0.35")
     ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
     ax.set_aspect("equal", adjustable="datalim")
+
+
+def save_figure(fig: plt.Figure, name: str) -> None:
+    """Also write ``fig`` as ``$GROKBOOK_FIGURES/<name>.png`` when that variable is set
+    (to look at a chapter's figures outside the book)."""
+    import os
+
+    out = os.environ.get("GROKBOOK_FIGURES")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        fig.savefig(os.path.join(out, f"{name}.png"), bbox_inches="tight")

@@ -243,7 +243,7 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
     on Ctrl-C (after which ``KeyboardInterrupt`` is raised). ``progress``: a tqdm bar;
     None shows it only on a terminal. ``device``: CUDA when available by default.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     dev = torch.device(device) if device is not None else default_device()
     data = make_dataset(config)

@@ -87,3 +87,20 @@ def test_bad_inputs():
         random_walk([1.0, -1.0], 3)
     with pytest.raises(ValueError, match="dim"):
         random_walk([1.0], 0)
+
+
+def test_principal_components_against_covariance_eigh():
+    from grokbook.geometry import principal_components
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 6)) * np.array([5.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    proj, ratio = principal_components(x, 2)
+    evals, evecs = np.linalg.eigh(np.cov(x.T, bias=True))
+    order = np.argsort(evals)[::-1]
+    np.testing.assert_allclose(ratio, evals[order[:2]] / evals.sum(), rtol=1e-10)
+    expected = (x - x.mean(0)) @ evecs[:, order[:2]]
+    np.testing.assert_allclose(np.abs(proj), np.abs(expected), rtol=1e-8, atol=1e-10)
+    # points on a circle: two components hold all the variance
+    ang = np.linspace(0, 2 * np.pi, 31, endpoint=False)
+    circle = np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], 1) @ rng.normal(size=(3, 8))
+    assert principal_components(circle, 2)[1].sum() == pytest.approx(1.0)

@@ -1,0 +1,101 @@
+"""Training speed of grokbook's trainer against a plain PyTorch loop, as ratios.
+
+The plain loop is how public grokking repositories train: the same model (same class,
+same size, same data), ``torch.optim.AdamW`` with a ``LambdaLR`` warm-up, ``loss.item()``
+logged every step, and the validation set evaluated once per epoch. grokbook's trainer
+records its eight per-step metrics (loss, accuracy, gradient norm, two weight norms,
+three cosines) and evaluates validation on its own schedule (every step up to 100,
+then every 1% of the step). A third column, the plain loop with no validation at all,
+is the bare cost of the training steps.
+
+Each side trains the same number of steps from the same initialisation, timed end to
+end; the figures are steps per second and the ratio grokbook / plain (>1: faster).
+
+    python benchmarks/trainer_speed.py [--steps-scale 1.0] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from grokbook import RunConfig
+from grokbook.models import build_model
+from grokbook.tasks import make_dataset
+from grokbook.train import fit
+
+PAPER = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, n_heads=4, lr=1e-4, weight_decay=1.0)
+DEFAULT = RunConfig(p=31, r=0.5, n_layers=2, d_model=64, n_heads=4, lr=1e-3, weight_decay=1.0)
+
+
+def plain_loop(cfg: RunConfig, device: torch.device, validate: bool) -> float:
+    """Seconds for ``cfg.steps`` steps of the plain loop."""
+    data = make_dataset(cfg)
+    model = build_model(cfg, data.vocab_size, data.n_classes).to(device)
+    x, y = data.train_x.to(device), data.train_y.to(device)
+    vx, vy = data.val_x.to(device), data.val_y.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / cfg.warmup_steps))
+    n = len(y)
+    bs = cfg.batch_size if cfg.batch_size and cfg.batch_size < n else n
+    per_epoch = n // bs
+    log = []
+    start = time.perf_counter()
+    for t in range(cfg.steps):
+        k = t % per_epoch
+        if k == 0:
+            perm = torch.randperm(n, device=device) if bs < n else torch.arange(n, device=device)
+        idx = perm[k * bs:(k + 1) * bs]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.append(loss.item())
+        if validate and k == per_epoch - 1:
+            with torch.no_grad():
+                out = model(vx)
+                log.append((F.cross_entropy(out, vy).item(), (out.argmax(-1) == vy).float().mean().item()))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def grokbook_trainer(cfg: RunConfig, device: torch.device) -> float:
+    start = time.perf_counter()
+    fit(cfg, progress=False, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every case's steps")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    base = {"cpu": (300, 40, 1000), "cuda": (2000, 2000, 2000)}[device.type]
+    cases = [("paper model, batch 512", PAPER.replace(batch_size=512), base[0]),
+             ("paper model, full batch", PAPER, base[1]),
+             ("default profile (chapter 1)", DEFAULT, base[2])]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device: {device.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{'case':<30}{'steps':>6}{'grokbook':>10}{'plain+val':>11}{'plain':>9}"
+          f"{'ratio vs plain+val':>20}{'ratio vs plain':>16}")
+    for label, cfg, steps in cases:
+        cfg = cfg.replace(steps=max(20, int(steps * args.steps_scale)))
+        fit(cfg.replace(steps=5), progress=False, device=device)  # warm-up (allocator, kernels)
+        g = cfg.steps / grokbook_trainer(cfg, device)
+        pv = cfg.steps / plain_loop(cfg, device, validate=True)
+        p = cfg.steps / plain_loop(cfg, device, validate=False)
+        print(f"{label:<30}{cfg.steps:>6}{g:>10.2f}{pv:>11.2f}{p:>9.2f}{g / pv:>20.2f}{g / p:>16.2f}")
+    print("figures: steps per second; ratios: grokbook / plain loop (>1 means grokbook is faster)")
+
+
+if __name__ == "__main__":
+    main()
