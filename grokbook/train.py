@@ -15,6 +15,7 @@ step ``steps`` being the final weights.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -194,10 +195,13 @@ def _batch_indices(config: RunConfig, n_train: int, t: int) -> Optional[torch.Te
     b = config.batch_size
     if not b or b >= n_train:
         return None
-    per_epoch = n_train // b
-    epoch, k = divmod(t, per_epoch)
-    g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    return torch.randperm(n_train, generator=g)[k * b:(k + 1) * b]
+    epoch, k = divmod(t, n_train // b)
+    return _epoch_permutation(config.seed, epoch, n_train)[k * b:(k + 1) * b]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 class _Interrupt:

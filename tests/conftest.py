@@ -8,8 +8,11 @@ from grokbook import RunConfig
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Never touch the user's run store from a test."""
+    """Never touch the user's run store from a test; one thread in every process the
+    tests start (tiny models gain nothing from more, and several processes at once
+    with several threads each oversubscribe the cores, ten times slower)."""
     monkeypatch.setenv("GROKBOOK_HOME", str(tmp_path_factory.mktemp("grokbook_home")))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -21,4 +24,4 @@ def tiny() -> RunConfig:
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)

@@ -15,14 +15,14 @@ from grokbook.store import CorruptRunWarning, RunStore
 from grokbook.train import METRICS, fit
 
 # A run long enough to be interrupted part-way: ~2-5 s on a 2-core CPU.
-SLOW = dict(p=23, r=0.5, n_layers=1, d_model=32, n_heads=2, steps=600, n_snapshots=8)
+SLOW = dict(p=23, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=300, n_snapshots=8)
 
 CHILD = textwrap.dedent("""
     import sys
     from grokbook import RunConfig
     from grokbook.store import RunStore
     cfg = RunConfig(**{cfg})
-    RunStore(sys.argv[1], checkpoint_every_s=0.0).get_or_train(cfg, progress=False)
+    RunStore(sys.argv[1], checkpoint_every_s=0.2).get_or_train(cfg, progress=False)
     print("finished", flush=True)
 """)
 
