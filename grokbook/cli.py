@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(book_root()), "--warningiserror",
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book_root()), "--warningiserror",
            "--keep-going"]
     if args.all:
         cmd.append("--all")

@@ -83,3 +83,13 @@ def save_figure(fig: plt.Figure, name: str) -> None:
     if out:
         os.makedirs(out, exist_ok=True)
         fig.savefig(os.path.join(out, f"{name}.png"), bbox_inches="tight")
+
+
+def glue(name: str, value, display: bool = False):
+    """``myst_nb.glue`` for the prose: numpy scalars become Python numbers first (their
+    repr, ``np.float64(...)``, cannot be formatted by ``{glue:text}`name:.2f```)."""
+    from myst_nb import glue as _glue
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _glue(name, value, display=display)
