@@ -17,7 +17,7 @@ from typing import Any
 #: that runs cached by an older version are not mistaken for current ones.
 TRAIN_VERSION = 1
 
-TASKS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "s5")
+TASKS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "s5", "digits")
 MODELS = ("transformer", "mlp")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("ce", "mse")
@@ -43,7 +43,9 @@ def _fail(name: str, value: Any, allowed: str) -> None:
 class RunConfig:
     """Everything that determines one training run.
 
-    Data: ``task`` (one of :data:`TASKS`), modulus ``p`` (ignored by ``s5``), train
+    Data: ``task`` (one of :data:`TASKS`; ``digits`` is scikit-learn's bundled 8x8
+    digits, 1797 images, for the MLP only), modulus ``p`` (ignored by ``s5`` and
+    ``digits``), train
     fraction ``r`` in (0, 1) and the ``data_seed`` of the split.
     Model: ``model`` (``transformer`` or ``mlp``), ``n_layers``, ``d_model``,
     ``n_heads``, ``d_mlp`` (hidden width of the feed-forward block, 0 means
@@ -53,7 +55,9 @@ class RunConfig:
     ``weight_decay`` (decoupled for AdamW, L2 for Adam and SGD), ``betas``,
     ``momentum`` (SGD), linear warm-up over ``warmup_steps`` updates, ``batch_size``
     (0 means full batch: one step is one epoch), ``grad_clip`` (max global gradient
-    norm, 0 for none), ``loss`` (``ce`` or ``mse`` on one-hot targets).
+    norm, 0 for none), ``loss`` (``ce`` or ``mse`` on one-hot targets), ``fixed_norm``
+    (if > 0, the whole weight vector is rescaled to this l2 norm at initialisation and
+    after every update: the constrained training of Omnigrok).
     Schedule: ``steps`` optimiser updates, ``seed`` for the initial weights and the
     minibatch order, ``n_snapshots`` weight snapshots (dense early, geometric later).
     """
@@ -78,6 +82,7 @@ class RunConfig:
     batch_size: int = 0
     grad_clip: float = 0.0
     loss: str = "ce"
+    fixed_norm: float = 0.0
     steps: int = 1000
     seed: int = 0
     n_snapshots: int = 40
@@ -91,7 +96,9 @@ class RunConfig:
         """Raise ``ValueError`` naming the first invalid field and its allowed range."""
         if self.task not in TASKS:
             _fail("task", self.task, f"one of {', '.join(TASKS)}")
-        if self.task != "s5":
+        if self.task == "digits" and self.model != "mlp":
+            _fail("model", self.model, "'mlp' for task 'digits' (images are not token sequences)")
+        if self.task not in ("s5", "digits"):
             if not isinstance(self.p, int) or self.p < 2:
                 _fail("p", self.p, "an integer >= 2")
             if self.task == "div" and not is_prime(self.p):
@@ -129,6 +136,8 @@ class RunConfig:
             _fail("loss", self.loss, f"one of {', '.join(LOSSES)}")
         if self.seed < 0 or self.data_seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
+        if self.fixed_norm < 0:
+            _fail("fixed_norm", self.fixed_norm, "a number >= 0 (0 means unconstrained)")
         if self.n_snapshots < 2:
             _fail("n_snapshots", self.n_snapshots, "an integer >= 2 (first and last)")
 

@@ -82,14 +82,15 @@ class Transformer(nn.Module):
 
 class MLP(nn.Module):
     """Embeds ``a`` and ``b``, concatenates them and applies ``n_layers`` ReLU layers of
-    width ``hidden`` and a linear read-out."""
+    width ``hidden`` and a linear read-out. With ``in_features`` it takes float
+    features ``(N, in_features)`` instead of tokens (no embedding)."""
 
     def __init__(self, vocab_size: int, n_classes: int, n_layers: int = 2, d_model: int = 128,
-                 hidden: int = 512) -> None:
+                 hidden: int = 512, in_features: int = 0) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model)
+        self.embed = None if in_features else nn.Embedding(vocab_size, d_model)
         layers: list[nn.Module] = []
-        width = 2 * d_model
+        width = in_features or 2 * d_model
         for _ in range(n_layers):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -97,7 +98,7 @@ class MLP(nn.Module):
         self.unembed = nn.Linear(width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.embed(x[:, [0, 2]]).flatten(1)
+        e = x if self.embed is None else self.embed(x[:, [0, 2]]).flatten(1)
         return self.unembed(self.body(e))
 
 
@@ -109,7 +110,8 @@ def build_model(config: RunConfig, vocab_size: int, n_classes: int) -> nn.Module
         model: nn.Module = Transformer(vocab_size, n_classes, config.n_layers, config.d_model,
                                        config.n_heads, config.hidden, layer_norm=config.layer_norm)
     else:
-        model = MLP(vocab_size, n_classes, config.n_layers, config.d_model, config.hidden)
+        model = MLP(vocab_size, n_classes, config.n_layers, config.d_model, config.hidden,
+                    in_features=64 if config.task == "digits" else 0)
     if config.init_scale != 1.0:
         with torch.no_grad():
             for prm in model.parameters():

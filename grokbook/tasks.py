@@ -77,11 +77,25 @@ def operation_table(task: str, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return a, b, c.astype(np.int64), p
 
 
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits (no download): features ``(1797, 64)`` float32 in
+    [0, 1] (pixel intensity / 16) and labels ``(1797,)`` int64 in 0..9."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
 def make_dataset(config: RunConfig) -> Dataset:
     """The examples of ``config.task`` split by a seeded shuffle into a fraction ``r``
-    for training and the rest for validation."""
-    a, b, c, n = operation_table(config.task, config.p)
-    x = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1)], axis=1)
+    for training and the rest for validation. For ``digits`` the inputs are float
+    features ``(N, 64)`` instead of tokens."""
+    if config.task == "digits":
+        x, c = digits()
+        n = 10
+    else:
+        a, b, c, n = operation_table(config.task, config.p)
+        x = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1)], axis=1)
     order = np.random.default_rng(config.data_seed).permutation(len(c))
     n_train = int(round(config.r * len(c)))
     if not 0 < n_train < len(c):

@@ -255,6 +255,8 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
     x_va, y_va = data.val_x.to(dev), data.val_y.to(dev)
     model = build_model(config, data.vocab_size, data.n_classes).to(dev)
     flat, grad = flatten_parameters(model)
+    if config.fixed_norm:
+        flat.mul_(config.fixed_norm / flat.norm())
     opt = FlatOptimizer(config, flat)
     w_out = last_layer(model)
 
@@ -322,6 +324,8 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
                 grad.mul_((config.grad_clip / (gnorm + 1e-6)).clamp(max=1.0))
             prev.copy_(flat)
             opt.step(t, flat, grad)
+            if config.fixed_norm:
+                flat.mul_(config.fixed_norm / flat.norm())
             torch.sub(flat, prev, out=delta)
             row.append(prev.dot(flat) / (wnorm * flat.norm()))
             row.append(delta.dot(prev_delta) / (delta.norm() * prev_delta.norm()) if t else

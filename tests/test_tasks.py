@@ -51,3 +51,13 @@ def test_split_sizes_disjoint_and_seeded():
     assert torch.equal(d.train_x, again.train_x)
     other = make_dataset(cfg.replace(data_seed=1))
     assert not torch.equal(d.train_x, other.train_x)
+
+
+def test_digits_split_and_validation():
+    cfg = RunConfig(task="digits", model="mlp", r=1000 / 1797)
+    d = make_dataset(cfg)
+    assert d.train_x.shape == (1000, 64) and d.train_x.dtype == torch.float32
+    assert len(d.val_y) == 797 and d.n_classes == 10
+    assert 0.0 <= float(d.train_x.min()) and float(d.train_x.max()) <= 1.0
+    with pytest.raises(ValueError, match="RunConfig.model = 'transformer' is invalid"):
+        RunConfig(task="digits")

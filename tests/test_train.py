@@ -127,3 +127,18 @@ def test_train_with_store_uses_cache(tiny, tmp_path):
     b = train(tiny, store=store, progress=False)
     np.testing.assert_array_equal(a.metrics["train_loss"], b.metrics["train_loss"])
     assert len((tmp_path / "train.log").read_text().splitlines()) == 1
+
+
+def test_fixed_norm_holds_throughout(tiny):
+    run = fit(tiny.replace(fixed_norm=7.5, steps=30), progress=False)
+    np.testing.assert_allclose(run.metrics["weight_norm"], 7.5, rtol=1e-6)
+    norms = np.linalg.norm(run.snapshots.astype(np.float64), axis=1)
+    np.testing.assert_allclose(norms, 7.5, rtol=1e-6)
+
+
+def test_digits_mlp_with_mse_learns(tiny):
+    cfg = RunConfig(task="digits", model="mlp", r=0.5, n_layers=2, d_mlp=64, loss="mse",
+                    lr=1e-3, weight_decay=0.0, steps=60, n_snapshots=4)
+    run = fit(cfg, progress=False)
+    assert run.metrics["train_loss"][-1] < 0.5 * run.metrics["train_loss"][0]
+    assert run.val_acc[-1] > 0.5  # ten classes: chance is 0.1
