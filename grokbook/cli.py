@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ def _chapters(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scheduler:
+        os.environ["GROKBOOK_SCHEDULER"] = args.scheduler  # read by grokbook.sweep in the kernel
     values = dict(args.param or [])
     if len(values) != len(args.param or []):
         raise ChapterError("a parameter is given twice with -p")
@@ -49,6 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--profile", help="a parameter set from book/profiles/ (e.g. smoke, paper)")
     run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb)")
     run.add_argument("--html", action="store_true", help="also write HTML next to it")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
     run.set_defaults(func=_run)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")

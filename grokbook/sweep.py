@@ -1,0 +1,99 @@
+"""Sweeps: grids of run configurations trained through the run store.
+
+Every run of a sweep goes through :meth:`RunStore.get_or_train`, so a finished run is
+never trained twice: a sweep stopped half-way resumes where it stopped, and chapters
+that sweep overlapping grids share their runs. A run whose loss becomes NaN or infinite
+is stored as diverged (``Run.diverged_at``) and the sweep goes on.
+
+Executors:
+
+* ``None`` (default): in this process, one run after the other, unless the environment
+  variable ``GROKBOOK_SCHEDULER`` names a Dask scheduler (``grokbook run CHAPTER
+  --scheduler ADDRESS`` sets it), in which case the sweep goes there;
+* an ``int`` ``n``: ``n`` local worker processes;
+* a ``dask.distributed.Client`` (or a scheduler address string): the cluster's
+  workers. They must see the same store directory (a shared file system), given by
+  ``store`` or ``$GROKBOOK_HOME``; e.g. with dask-jobqueue on SLURM::
+
+      from dask_jobqueue import SLURMCluster
+      from dask.distributed import Client
+      cluster = SLURMCluster(cores=4, memory="16GB", walltime="02:00:00")
+      cluster.scale(jobs=8)
+      runs = grokbook.sweep(configs, executor=Client(cluster))
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Iterable, Optional, Sequence
+
+from .config import RunConfig
+from .store import RunStore
+from .train import Run
+
+
+def grid(base: RunConfig, **axes: Sequence[Any]) -> list[RunConfig]:
+    """Every combination of the values in ``axes`` applied to ``base``, in row-major
+    order of the keyword arguments: ``grid(base, lr=[1e-3, 1e-4], seed=[0, 1])``."""
+    names = list(axes)
+    return [base.replace(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
+
+
+def _train_one(config_dict: dict[str, Any], root: str, threads: int = 0) -> str:
+    """Worker side: train (or find) one run in the store at ``root``; returns its hash."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    config = RunConfig.from_dict(config_dict)
+    RunStore(root).get_or_train(config, progress=False)
+    return config.hash()
+
+
+def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[RunStore] = None,
+          progress: Optional[bool] = None) -> list[Run]:
+    """Train (or load) every config and return the runs, in the order given.
+
+    ``executor``: None, a number of local processes, a ``dask.distributed.Client`` or a
+    scheduler address (see the module docstring). ``progress``: a bar across runs (None:
+    only on a terminal).
+    """
+    from tqdm import tqdm
+
+    configs = list(configs)
+    store = store or RunStore()
+    todo = list({c.hash(): c for c in configs if c not in store}.values())
+    if executor is None and os.environ.get("GROKBOOK_SCHEDULER"):
+        executor = os.environ["GROKBOOK_SCHEDULER"]
+    bar = tqdm(total=len(todo), desc=f"sweep of {len(configs)} runs", disable=None if progress is None else not progress)
+    root = str(store.root)
+    try:
+        if executor is None or not todo:
+            for c in todo:
+                store.get_or_train(c, progress=False)
+                bar.update()
+        elif isinstance(executor, int):
+            with ProcessPoolExecutor(executor) as pool:
+                futures = [pool.submit(_train_one, c.to_dict(), root, max(1, (os.cpu_count() or 1) // executor))
+                           for c in todo]
+                for f in as_completed(futures):
+                    f.result()
+                    bar.update()
+        else:
+            from dask.distributed import Client, as_completed as dask_completed
+
+            client = Client(executor) if isinstance(executor, str) else executor
+            futures = client.map(_train_one, [c.to_dict() for c in todo], root=root, pure=False)
+            for f in dask_completed(futures):
+                f.result()
+                bar.update()
+    finally:
+        bar.close()
+    runs = [store.load(c) for c in configs]
+    missing = [c for c, r in zip(configs, runs) if r is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} run(s) are not in {store} after the sweep, e.g. {missing[0]}: "
+                           "do the workers share the store directory?")
+    return runs  # type: ignore[return-value]

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from grokbook import RunConfig
+from grokbook.store import RunStore
+from grokbook.sweep import grid, sweep
+from grokbook.train import fit
+
+
+def log_lines(store: RunStore) -> int:
+    path = store.root / "train.log"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_grid_is_the_product(tiny):
+    configs = grid(tiny, lr=[1e-3, 3e-3], weight_decay=[0.0, 1.0, 2.0])
+    assert len(configs) == 6 and len({c.hash() for c in configs}) == 6
+    assert [(c.lr, c.weight_decay) for c in configs[:3]] == [(1e-3, 0.0), (1e-3, 1.0), (1e-3, 2.0)]
+
+
+def test_sweep_resumes_without_retraining(tiny, tmp_path):
+    store = RunStore(tmp_path)
+    configs = grid(tiny, seed=[0, 1, 2])
+    store.get_or_train(configs[1], progress=False)  # a sweep stopped after one run
+    runs = sweep(configs, store=store, progress=False)
+    assert log_lines(store) == 3
+    np.testing.assert_array_equal(runs[2].metrics["train_loss"], fit(configs[2], progress=False).metrics["train_loss"])
+    sweep(configs, store=store, progress=False)
+    assert log_lines(store) == 3
+
+
+def test_diverged_run_is_recorded_and_sweep_goes_on(tiny, tmp_path):
+    store = RunStore(tmp_path)
+    configs = [tiny.replace(optimizer="sgd", lr=1e6, warmup_steps=0), tiny]
+    bad, good = sweep(configs, store=store, progress=False)
+    assert bad.diverged_at is not None and good.diverged_at is None
+    assert len(good.metrics["train_loss"]) == tiny.steps
+
+
+def test_local_processes(tiny, tmp_path):
+    store = RunStore(tmp_path)
+    configs = grid(tiny, seed=[3, 4])
+    runs = sweep(configs, executor=2, store=store, progress=False)
+    assert log_lines(store) == 2
+    np.testing.assert_array_equal(runs[0].snapshots, fit(configs[0], progress=False).snapshots)
+
+
+def test_dask_local_cluster(tiny, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    store = RunStore(tmp_path)
+    configs = grid(tiny, seed=[5, 6, 7])
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        runs = sweep(configs, executor=client, store=store, progress=False)
+    assert log_lines(store) == 3
+    for c, r in zip(configs, runs):
+        assert r.config == c
+    np.testing.assert_array_equal(runs[1].metrics["train_loss"], fit(configs[1], progress=False).metrics["train_loss"])
