@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.grokbook-installed
 
-.PHONY: setup book test benchmark clean
+.PHONY: setup book test check-book benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ book: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Open every built page in headless Chromium (Debian's package; installed if missing,
+# which needs root) and fail on broken links or images, error outputs, empty figures.
+check-book: setup
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(PY) tests/browser/check_book.py _build/html
 
 benchmark: setup
 	$(PY) benchmarks/trainer_speed.py

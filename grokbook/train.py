@@ -234,7 +234,7 @@ def evaluate(model: nn.Module, config: RunConfig, x: torch.Tensor, y: torch.Tens
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, accuracy) of ``model`` on ``(x, y)``, as 0-d tensors on the device."""
     logits = model(x)
-    return loss_fn(config, logits, y), (logits.argmax(-1) == y).float().mean()
+    return loss_fn(config, logits, y), (logits.argmax(-1) == y).to(logits.dtype).mean()
 
 
 def fit(config: RunConfig, *, state: Optional[TrainState] = None,
@@ -318,7 +318,7 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
             loss.backward()
             gnorm = grad.norm()
             wnorm = flat.norm()
-            row = [loss.detach(), (logits.detach().argmax(-1) == yb).float().mean(), gnorm, wnorm,
+            row = [loss.detach(), (logits.detach().argmax(-1) == yb).to(logits.dtype).mean(), gnorm, wnorm,
                    w_out.detach().norm(), flat.dot(theta0) / (wnorm * theta0_norm)]
             if config.grad_clip:
                 grad.mul_((config.grad_clip / (gnorm + 1e-6)).clamp(max=1.0))

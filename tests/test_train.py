@@ -45,7 +45,7 @@ def reference_loop(cfg: RunConfig):
         after = flat()
         delta = after - before
         cos = lambda u, v: float(u @ v / (u.norm() * v.norm()))
-        rows.append([float(loss.detach()), float((logits.argmax(-1) == data.train_y).float().mean()),
+        rows.append([float(loss.detach()), float((logits.argmax(-1) == data.train_y).double().mean()),
                      float(g.norm()), float(before.norm()), w_out,
                      cos(before, theta0), cos(before, after),
                      math.nan if prev_delta is None else cos(delta, prev_delta)])
