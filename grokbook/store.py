@@ -153,12 +153,15 @@ class RunStore:
     def __contains__(self, config: RunConfig) -> bool:
         return (self._dir(config) / "run.bin").exists()
 
-    def save(self, run: Run) -> None:
-        """Store ``run`` (atomically) under its config's hash."""
+    def save(self, run: Run, note: str = "") -> None:
+        """Store ``run`` (atomically) under its config's hash, with a line in train.log."""
         d = self._dir(run.config)
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1))
         _write_atomic(d / "run.bin", _run_to_bytes(run))
+        with open(self.root / "train.log", "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run.config.hash()} "
+                      f"{run.wall_time_s:.1f}s{note}\n")
 
     def _load_checkpoint(self, config: RunConfig) -> Optional[TrainState]:
         path = self._dir(config) / "checkpoint.bin"
@@ -188,12 +191,8 @@ class RunStore:
             state = self._load_checkpoint(config)
             run = fit(config, state=state, checkpoint=lambda s: self._save_checkpoint(config, s),
                       checkpoint_every_s=self.checkpoint_every_s, **fit_kwargs)
-            self.save(run)
+            self.save(run, note=f" resumed from step {state.step}" if state else "")
             (self._dir(config) / "checkpoint.bin").unlink(missing_ok=True)
-            with open(self.root / "train.log", "a") as log:
-                resumed = f" resumed from step {state.step}" if state else ""
-                log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {config.hash()} "
-                          f"{run.wall_time_s:.1f}s{resumed}\n")
             return run
 
     def configs(self) -> Iterator[RunConfig]:

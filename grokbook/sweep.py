@@ -7,7 +7,10 @@ is stored as diverged (``Run.diverged_at``) and the sweep goes on.
 
 Executors:
 
-* ``None`` (default): in this process, one run after the other, unless the environment
+* ``None`` (default): in this process. Runs that differ only in learning rate, weight
+  decay and seed are trained together as an ensemble (:mod:`grokbook.ensemble`), the
+  faster path (``benchmarks/sweep_speed.py``), in groups of at most ``ensemble_size``;
+  the others one after the other. Unless the environment
   variable ``GROKBOOK_SCHEDULER`` names a Dask scheduler (``grokbook run CHAPTER
   --scheduler ADDRESS`` sets it), in which case the sweep goes there;
 * an ``int`` ``n``: ``n`` local worker processes;
@@ -52,8 +55,18 @@ def _train_one(config_dict: dict[str, Any], root: str, threads: int = 0) -> str:
     return config.hash()
 
 
+def _ensemble_groups(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
+    """``configs`` partitioned into stackable groups of at most ``size``, in order."""
+    from .ensemble import VARYING
+
+    groups: dict[RunConfig, list[RunConfig]] = {}
+    for c in configs:
+        groups.setdefault(c.replace(**{k: getattr(RunConfig(), k) for k in VARYING}), []).append(c)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
 def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[RunStore] = None,
-          progress: Optional[bool] = None) -> list[Run]:
+          progress: Optional[bool] = None, ensemble_size: int = 16) -> list[Run]:
     """Train (or load) every config and return the runs, in the order given.
 
     ``executor``: None, a number of local processes, a ``dask.distributed.Client`` or a
@@ -71,9 +84,17 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
     root = str(store.root)
     try:
         if executor is None or not todo:
-            for c in todo:
-                store.get_or_train(c, progress=False)
-                bar.update()
+            from .ensemble import fit_ensemble, stackable
+
+            for group in _ensemble_groups(todo, ensemble_size):
+                if len(group) > 1 and stackable(group):
+                    for run in fit_ensemble(group):
+                        if run.config not in store:
+                            store.save(run, note=" (ensemble)")
+                        bar.update()
+                else:
+                    store.get_or_train(group[0], progress=False)
+                    bar.update()
         elif isinstance(executor, int):
             with ProcessPoolExecutor(executor) as pool:
                 futures = [pool.submit(_train_one, c.to_dict(), root, max(1, (os.cpu_count() or 1) // executor))
