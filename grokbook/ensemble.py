@@ -53,9 +53,9 @@ def fit_ensemble(configs: Sequence[RunConfig], device: Optional[torch.device | s
     x_tr, y_tr = data.train_x.to(dev), data.train_y.to(dev)
     x_va, y_va = data.val_x.to(dev), data.val_y.to(dev)
     models = [build_model(c, data.vocab_size, data.n_classes) for c in configs]
+    w = torch.stack([torch.nn.utils.parameters_to_vector(m.parameters()) for m in models]).to(dev)
     template = models[0].to(dev)
     layout = [(name, p.shape, p.numel()) for name, p in template.named_parameters()]
-    w = torch.stack([torch.nn.utils.parameters_to_vector(m.parameters()) for m in models]).to(dev)
     if c0.fixed_norm:
         w.mul_(c0.fixed_norm / w.norm(dim=1, keepdim=True))
     offsets = np.cumsum([0] + [n for _, _, n in layout])
