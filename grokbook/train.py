@@ -20,7 +20,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -118,7 +118,6 @@ class TrainState:
     theta0: torch.Tensor
     prev_delta: torch.Tensor
     wall_time_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_cpu(self) -> "TrainState":
         return TrainState(self.step, self.flat.cpu(), {k: v.cpu() for k, v in self.opt.items()},

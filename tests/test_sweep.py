@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from grokbook import RunConfig
 from grokbook.store import RunStore
 from grokbook.sweep import grid, sweep
 from grokbook.train import fit
