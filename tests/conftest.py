@@ -25,3 +25,12 @@ def tiny() -> RunConfig:
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def float64():
+    """Default dtype float64 for the test (oracle comparisons to rounding)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -1,18 +1,9 @@
 import numpy as np
 import pytest
-import torch
 
 from grokbook.ensemble import fit_ensemble, stackable
 from grokbook.sweep import grid
 from grokbook.train import METRICS, fit
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 @pytest.mark.parametrize("changes, rtol", [

@@ -11,14 +11,6 @@ from grokbook.tasks import make_dataset
 from grokbook.train import METRICS, fit, snapshot_schedule, validation_schedule
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def reference_loop(cfg: RunConfig):
     """The oracle: a plain PyTorch loop with torch.optim and explicit flattening."""
     data = make_dataset(cfg)
