@@ -32,11 +32,13 @@ class CausalSelfAttention(nn.Module):
         n, t, d = h.shape
         q, k, v = self.qkv(h).view(n, t, 3, self.n_heads, d // self.n_heads).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (n, heads, t, d_head)
+        if last_only:  # only the last query, which attends to every position: no mask
+            q = q[:, :, -1:]
         scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads)
-        mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
-        att = scores.masked_fill(mask, float("-inf")).softmax(-1)
-        if last_only:  # the last query attends to every position: no mask needed
-            att = att[:, :, -1:]
+        if not last_only:
+            mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+            scores = scores.masked_fill(mask, float("-inf"))
+        att = scores.softmax(-1)
         return self.out((att @ v).transpose(1, 2).reshape(n, att.shape[2], d))
 
 

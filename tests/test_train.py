@@ -134,3 +134,28 @@ def test_digits_mlp_with_mse_learns(tiny):
     run = fit(cfg, progress=False)
     assert run.metrics["train_loss"][-1] < 0.5 * run.metrics["train_loss"][0]
     assert run.val_acc[-1] > 0.5  # ten classes: chance is 0.1
+
+
+def test_last_block_computes_only_the_answer_position_exactly(float64):
+    """The final block's shortcut (only the last query) against a plain causal
+    transformer written out independently: full attention at every position, then the
+    answer read at the last one."""
+    config = RunConfig(p=11, n_layers=2, d_model=16, n_heads=2, layer_norm=True)
+    model = build_model(config, 13, 11)
+    x = make_dataset(config).train_x[:20]
+
+    def reference(x):
+        h = model.embed(x) + model.pos
+        for block in model.blocks:
+            z = block.ln1(h)
+            n, t, d = z.shape
+            q, k, v = block.attn.qkv(z).view(n, t, 3, 2, d // 2).unbind(2)
+            q, k, v = (u.transpose(1, 2) for u in (q, k, v))
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(d // 2)
+            s = s + torch.full((t, t), float("-inf")).triu(1)
+            a = (F.softmax(s, -1) @ v).transpose(1, 2).reshape(n, t, d)
+            h = h + block.attn.out(a)
+            h = h + block.mlp(block.ln2(h))
+        return model.unembed(model.ln_f(h[:, -1]))
+
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
