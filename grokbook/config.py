@@ -90,6 +90,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         # Accept lists for betas (YAML and JSON give lists) but store a tuple.
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        # An int given for a float field (``weight_decay=1``) is stored as a float, so
+        # that equal configs have one hash: JSON writes 1 and 1.0 differently.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in (float, "float") and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
         self.validate()
 
     def validate(self) -> None:

@@ -46,3 +46,9 @@ def test_dict_round_trip_and_unknown_keys():
     assert RunConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown RunConfig field.*colour"):
         RunConfig.from_dict({**c.to_dict(), "colour": 1})
+
+
+def test_int_for_a_float_field_gives_the_same_hash():
+    a, b = RunConfig(weight_decay=1, lr=1), RunConfig(weight_decay=1.0, lr=1.0)
+    assert a.hash() == b.hash() and isinstance(a.weight_decay, float)
+    assert RunConfig.from_dict(a.to_dict()).hash() == b.hash()
