@@ -25,8 +25,9 @@ import numpy as np
 
 from .spectral import detrend as _detrend, hjorth
 
-#: Spectral features: Hjorth parameters of the detrended early training loss.
-SPECTRAL = ("log_activity", "mobility", "complexity")
+#: Spectral features: Hjorth parameters of the detrended early training loss, and the
+#: activity of the window's second half alone (after the initial fall of the loss).
+SPECTRAL = ("log_activity", "mobility", "complexity", "log_activity_late")
 #: Plain baselines, no spectrum involved.
 BASELINE = ("log_loss_level", "loss_slope", "norm_trend", "val_loss_trend")
 FEATURES = SPECTRAL + BASELINE
@@ -38,6 +39,8 @@ def early_features(run, n: int, detrend: str = "highpass:0.01") -> dict[str, flo
     - ``log_activity``: log10 of the Hjorth activity (variance, loss units squared) of
       ``detrend(train_loss[:n])``; ``mobility`` (rad/step) and ``complexity`` (standard
       Hjorth, dimensionless) of the same signal (:func:`grokbook.spectral.hjorth`);
+    - ``log_activity_late``: log10 activity of ``detrend(train_loss[n//2:n])``, the
+      oscillations once the initial fall of the loss is over;
     - ``log_loss_level``: log10 of the mean training loss over the last tenth of the window;
     - ``loss_slope``: slope of log10 training loss against log10 step over the second
       half of the window (decades of loss per decade of steps; negative when falling);
@@ -56,6 +59,7 @@ def early_features(run, n: int, detrend: str = "highpass:0.01") -> dict[str, flo
         raise ValueError(f"run {run.config.hash()} has no {n} finite steps of training loss "
                          f"(diverged at {run.diverged_at})")
     h = hjorth(_detrend(loss, detrend))
+    late = hjorth(_detrend(loss[n // 2:], detrend))
     half = np.arange(n // 2, n)
     norm = np.asarray(run.metrics["weight_norm"], dtype=np.float64)
     vs = np.asarray(run.val_steps)
@@ -66,6 +70,7 @@ def early_features(run, n: int, detrend: str = "highpass:0.01") -> dict[str, flo
         "log_activity": float(np.log10(max(h.activity, 1e-300))),
         "mobility": h.mobility,
         "complexity": h.complexity,
+        "log_activity_late": float(np.log10(max(late.activity, 1e-300))),
         "log_loss_level": float(np.log10(loss[-max(n // 10, 1):].mean())),
         "loss_slope": _loglog_slope(half, loss[half]),
         "norm_trend": float(norm[n - 1] / norm[n // 2] - 1),

@@ -156,6 +156,8 @@ def test_early_features_on_signals_with_known_answers():
     assert f["log_activity"] == pytest.approx(np.log10(h.activity), abs=1e-9)
     assert f["mobility"] == pytest.approx(h.mobility, rel=1e-9)
     assert f["complexity"] == pytest.approx(h.complexity, rel=1e-9)
+    # 20 whole cycles of the fast sinusoid and one of the slow swing in the second half
+    assert f["log_activity_late"] == pytest.approx(np.log10(hjorth(wiggle[200:400]).activity), abs=1e-9)
     assert f["norm_trend"] == pytest.approx((1 + 0.399) / (1 + 0.2) - 1, rel=1e-9)
     assert f["val_loss_trend"] == pytest.approx(0.5, abs=1e-9)
     assert f["log_loss_level"] == pytest.approx(np.log10(loss[360:400].mean()))
