@@ -7,10 +7,14 @@ is stored as diverged (``Run.diverged_at``) and the sweep goes on.
 
 Executors:
 
-* ``None`` (default): in this process. Runs that differ only in learning rate, weight
+* ``None`` (default): on this machine. Runs that differ only in learning rate, weight
   decay and seed are trained together as an ensemble (:mod:`grokbook.ensemble`), the
   faster path (``benchmarks/sweep_speed.py``), in groups of at most ``ensemble_size``;
-  the others one after the other. Unless the environment
+  the others one after the other. On a CPU with several cores, a sweep of several
+  groups and at least :data:`PARALLEL_MIN_WORK` model-steps spreads the groups over
+  one single-threaded process per core (small models use one core far better than
+  two threads; below that size, starting the processes costs more than it saves).
+  Unless the environment
   variable ``GROKBOOK_SCHEDULER`` names a Dask scheduler (``grokbook run CHAPTER
   --scheduler ADDRESS`` sets it), in which case the sweep goes there;
 * an ``int`` ``n``: ``n`` local worker processes;
@@ -55,6 +59,46 @@ def _train_one(config_dict: dict[str, Any], root: str, threads: int = 0) -> str:
     return config.hash()
 
 
+#: Model-steps below which a sweep stays in this process (starting a worker process
+#: and importing torch takes seconds).
+PARALLEL_MIN_WORK = 20_000
+
+
+def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int) -> None:
+    """Worker side: train (or find) one ensemble group in the store at ``root``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _train_groups([[RunConfig.from_dict(d) for d in config_dicts]], RunStore(root))
+
+
+def _train_groups(groups: list[list[RunConfig]], store: RunStore, bar=None) -> None:
+    """Train each group as an ensemble when it stacks, else run by run; store them."""
+    from .ensemble import fit_ensemble, stackable
+
+    for group in groups:
+        if len(group) > 1 and stackable(group):
+            for run in fit_ensemble(group):
+                if run.config not in store:
+                    store.save(run, note=" (ensemble)")
+        else:
+            for c in group:
+                store.get_or_train(c, progress=False)
+        if bar is not None:
+            bar.update(len(group))
+
+
+def _local_processes(groups: list[list[RunConfig]]) -> int:
+    """How many worker processes the default executor uses for ``groups`` (1: none)."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    work = sum(len(g) * g[0].steps for g in groups)
+    if torch.cuda.is_available() or cores < 2 or len(groups) < 2 or work < PARALLEL_MIN_WORK:
+        return 1
+    return min(cores, len(groups))
+
+
 def _ensemble_groups(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
     """``configs`` partitioned into stackable groups of at most ``size``, in order."""
     from .ensemble import VARYING
@@ -84,17 +128,25 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
     root = str(store.root)
     try:
         if executor is None or not todo:
-            from .ensemble import fit_ensemble, stackable
+            groups = _ensemble_groups(todo, ensemble_size)
+            n_proc = _local_processes(groups)
+            if n_proc == 1:
+                _train_groups(groups, store, bar)
+            else:
+                import multiprocessing
 
-            for group in _ensemble_groups(todo, ensemble_size):
-                if len(group) > 1 and stackable(group):
-                    for run in fit_ensemble(group):
-                        if run.config not in store:
-                            store.save(run, note=" (ensemble)")
-                        bar.update()
-                else:
-                    store.get_or_train(group[0], progress=False)
-                    bar.update()
+                threads = max(1, (os.cpu_count() or 1) // n_proc)
+                # spawn, not fork: a forked child of a process that already ran OpenMP
+                # (torch) can hang.
+                # largest groups first (cost ~ runs x steps x examples), so the last to
+                # finish is a small one
+                groups.sort(key=lambda g: -len(g) * g[0].steps * g[0].r * g[0].p ** 2)
+                with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    futures = {pool.submit(_train_group, [c.to_dict() for c in g], root, threads): len(g)
+                               for g in groups}
+                    for f in as_completed(futures):
+                        f.result()
+                        bar.update(futures[f])
         elif isinstance(executor, int):
             with ProcessPoolExecutor(executor) as pool:
                 futures = [pool.submit(_train_one, c.to_dict(), root, max(1, (os.cpu_count() or 1) // executor))

@@ -70,3 +70,21 @@ def test_default_executor_uses_the_ensemble_and_stores_every_run(tiny, tmp_path)
     assert all(c in store for c in configs) and [r.config for r in runs] == configs
     np.testing.assert_allclose(runs[1].metrics["train_loss"], fit(configs[1], progress=False).metrics["train_loss"],
                                rtol=1e-4)
+
+
+def test_default_executor_spreads_groups_over_processes_on_a_multicore_cpu(tiny, tmp_path, monkeypatch):
+    import importlib
+
+    sweep_module = importlib.import_module("grokbook.sweep")  # the attribute grokbook.sweep is the function
+
+    configs = grid(tiny.replace(r=0.5), seed=[0, 1]) + grid(tiny.replace(r=0.7), seed=[0, 1])
+    monkeypatch.setattr(sweep_module.os, "cpu_count", lambda: 2)
+    groups = sweep_module._ensemble_groups(configs, 16)
+    assert sweep_module._local_processes(groups) == 1  # too little work to pay for processes
+    monkeypatch.setattr(sweep_module, "PARALLEL_MIN_WORK", 0)
+    assert sweep_module._local_processes(groups) == 2
+    store = RunStore(tmp_path)
+    runs = sweep(configs, store=store, progress=False)
+    assert log_lines(store) == 4 and [r.config for r in runs] == configs
+    np.testing.assert_allclose(runs[3].metrics["train_loss"], fit(configs[3], progress=False).metrics["train_loss"],
+                               rtol=1e-4)
