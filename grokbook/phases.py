@@ -101,6 +101,9 @@ class PowerLawFit:
     left out because of censoring (only with ``censoring="exclude_r"``);
     ``n_censored``: censored runs among those that entered the fit (used as lower
     bounds with ``censoring="lower_bound"``, so 0 with ``"exclude_r"``).
+    ``gamma_at_bound``: the point estimate of ``gamma`` sits at a bound of its search
+    range ``[0, gamma_max]``, i.e. the data do not pin it down (e.g. as few fractions as
+    parameters, or a jump rather than a power law).
     """
 
     a: float
@@ -116,6 +119,7 @@ class PowerLawFit:
     n_censored: int
     boot: np.ndarray
     n_failed: int
+    gamma_at_bound: bool = False
 
     def predict(self, r: np.ndarray | float) -> np.ndarray:
         """The fitted time (steps) at train fraction(s) ``r``."""
@@ -132,7 +136,8 @@ class PowerLawFit:
 
 
 def _least_squares_power_law(r: np.ndarray, t: np.ndarray, cens: np.ndarray,
-                             starts: list[tuple[float, float, float]]) -> Optional[np.ndarray]:
+                             starts: list[tuple[float, float, float]],
+                             gamma_max: float = 50.0) -> Optional[np.ndarray]:
     """Best ``(a, gamma, b)`` over the ``starts``, or None when no start converged.
 
     Residuals are in log time, ``log t - log f(r)``, so that a run of 50 steps and one of
@@ -159,9 +164,9 @@ def _least_squares_power_law(r: np.ndarray, t: np.ndarray, cens: np.ndarray,
         c0 = a0 + b0
         if not (a0 > 0 and c0 > 0 and np.isfinite(g0)):
             continue
-        x0 = np.array([np.log(a0), float(np.clip(g0, 0.0, 50.0)), np.log(c0)])
+        x0 = np.array([np.log(a0), float(np.clip(g0, 0.0, gamma_max)), np.log(c0)])
         try:
-            sol = least_squares(residuals, x0, bounds=([-np.inf, 0.0, -np.inf], [np.inf, 50.0, np.inf]),
+            sol = least_squares(residuals, x0, bounds=([-np.inf, 0.0, -np.inf], [np.inf, gamma_max, np.inf]),
                                 method="trf", x_scale=[1.0, 1.0, 1.0], max_nfev=2000)
         except ValueError:
             continue
@@ -181,7 +186,7 @@ def _loglog_start(r: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
 
 def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Sequence[bool]] = None, *,
                   censoring: str = "lower_bound", n_boot: int = 1000, level: float = 0.9,
-                  seed: int = 0) -> PowerLawFit:
+                  seed: int = 0, gamma_max: float = 50.0) -> PowerLawFit:
     """Fit ``t = a r^(-gamma) + b`` to times ``t`` measured at train fractions ``r``,
     with bootstrap percentile intervals over the seeds.
 
@@ -207,7 +212,13 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
     fit is redone; ``level`` percentile intervals of ``a``, ``gamma`` and ``b`` come from
     the refits. ``seed`` seeds the resampling. Needs at least three distinct train
     fractions with at least one uncensored time (three parameters); ``ValueError``
-    otherwise, and for inconsistent shapes or impossible values.
+    otherwise, and for inconsistent shapes or impossible values. ``gamma`` is searched in
+    ``[0, gamma_max]``; a point estimate on that bound is flagged in
+    :attr:`PowerLawFit.gamma_at_bound`.
+
+    With few seeds per fraction the percentile bootstrap is somewhat narrow (a resample
+    of ``n`` seeds has on average ``(n - 1) / n`` of their variance): read the interval as
+    a lower bound on the uncertainty.
     """
     r = np.asarray(r, dtype=float)
     t = np.asarray(t, dtype=float)
@@ -225,6 +236,8 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
         raise ValueError(f"level = {level}: must lie in (0, 1)")
     if n_boot < 0:
         raise ValueError(f"n_boot = {n_boot}: must be >= 0")
+    if not gamma_max > 0:
+        raise ValueError(f"gamma_max = {gamma_max}: must be > 0")
 
     levels = np.unique(r)
     excluded = np.array([x for x in levels if cens[r == x].any()]) if censoring == "exclude_r" else np.array([])
@@ -239,7 +252,7 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
                          f"have {n_observed_fractions(r, cens)} (fractions excluded for censoring: "
                          f"{excluded.tolist()})")
 
-    point = _least_squares_power_law(r, t, cens, [_loglog_start(r[~cens], t[~cens])])
+    point = _least_squares_power_law(r, t, cens, [_loglog_start(r[~cens], t[~cens])], gamma_max)
     if point is None:
         raise ValueError("the power-law fit did not converge")
 
@@ -252,7 +265,7 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
         if n_observed_fractions(rb, cb) < 3:
             failed += 1
             continue
-        est = _least_squares_power_law(rb, tb, cb, [tuple(point)])
+        est = _least_squares_power_law(rb, tb, cb, [tuple(point)], gamma_max)
         if est is None:
             failed += 1
         else:
@@ -267,4 +280,5 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
         return (float(lo), float(hi))
 
     return PowerLawFit(float(point[0]), float(point[1]), float(point[2]), ci(0), ci(1), ci(2), level,
-                       censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed)
+                       censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed,
+                       bool(np.isclose(point[1], 0.0, atol=1e-6) or np.isclose(point[1], gamma_max, rtol=1e-6)))

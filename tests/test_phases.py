@@ -69,6 +69,7 @@ def test_noise_free_data_is_recovered_exactly():
     # every bootstrap resample of exact data is exact data: the interval collapses on the truth
     assert fit.gamma_ci == pytest.approx((3.0, 3.0), rel=1e-4)
     assert fit.n_censored == 0 and len(fit.r_excluded) == 0 and fit.n_failed == 0
+    assert not fit.gamma_at_bound
     np.testing.assert_allclose(fit.predict(R_GRID), power_law(R_GRID, 40.0, 3.0, 200.0), rtol=1e-5)
 
 
@@ -157,10 +158,18 @@ def test_bootstrap_is_reproducible():
     (dict(r=[0.5, 0.6, 0.7], t=[3.0, 2.0, 1.0], censored=[False, True, False]), ">= 3 distinct"),
     (dict(r=[0.5, 0.6, 0.7], t=[3.0, 2.0, 1.0], censoring="drop"), "censoring"),
     (dict(r=[0.5, 0.6, 0.7], t=[3.0, 2.0, 1.0], level=1.5), "level"),
+    (dict(r=[0.5, 0.6, 0.7], t=[3.0, 2.0, 1.0], gamma_max=0.0), "gamma_max"),
 ])
 def test_power_law_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit_power_law(**kwargs)
+
+
+def test_unidentified_exponent_is_flagged():
+    """Three fractions, flat at two of them and a jump at the third: no power law with
+    gamma < gamma_max fits, and the estimate sits on the bound, flagged."""
+    fit = fit_power_law([0.6, 0.75, 0.9], [63.0, 33.0, 33.0], n_boot=0, gamma_max=20.0)
+    assert fit.gamma == pytest.approx(20.0) and fit.gamma_at_bound
 
 
 def test_exclusion_that_leaves_too_few_fractions_names_them():
