@@ -75,3 +75,210 @@ def phase_bands(times: PhaseTimes, end: int) -> list[tuple[str, int, int]]:
 def is_grokking(times: PhaseTimes, min_ratio: float = 5.0) -> bool:
     """The grokking label: the run generalized (t4 reached) and ``t4 >= min_ratio * t2``."""
     return times.t2 is not None and times.t4 is not None and times.t4 >= min_ratio * max(times.t2, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Time to generalize against the train fraction: t(r) = a r^(-gamma) + b
+# ---------------------------------------------------------------------------------------
+
+CENSORING = ("lower_bound", "exclude_r")
+
+
+def power_law(r: np.ndarray | float, a: float, gamma: float, b: float) -> np.ndarray:
+    """``a * r**(-gamma) + b`` (``r`` any shape, in (0, 1]; the result in steps)."""
+    return a * np.asarray(r, dtype=float) ** (-gamma) + b
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """A fit of ``t = a r^(-gamma) + b`` with bootstrap percentile intervals.
+
+    ``a``, ``b`` in steps, ``gamma`` dimensionless; ``*_ci`` are ``(low, high)``
+    percentile intervals at ``level`` from ``boot`` (``(n_ok, 3)`` rows ``a, gamma, b``
+    of the bootstrap refits that succeeded; ``n_failed`` did not, e.g. a resample
+    left fewer than three train fractions with an uncensored time).
+    ``r_fit``: the distinct train fractions that entered the fit; ``r_excluded``: those
+    left out because of censoring (only with ``censoring="exclude_r"``);
+    ``n_censored``: censored runs among those that entered the fit (used as lower
+    bounds with ``censoring="lower_bound"``, so 0 with ``"exclude_r"``).
+    ``gamma_at_bound``: the point estimate of ``gamma`` sits at a bound of its search
+    range ``[0, gamma_max]``, i.e. the data do not pin it down (e.g. as few fractions as
+    parameters, or a jump rather than a power law).
+    """
+
+    a: float
+    gamma: float
+    b: float
+    a_ci: tuple[float, float]
+    gamma_ci: tuple[float, float]
+    b_ci: tuple[float, float]
+    level: float
+    censoring: str
+    r_fit: np.ndarray
+    r_excluded: np.ndarray
+    n_censored: int
+    boot: np.ndarray
+    n_failed: int
+    gamma_at_bound: bool = False
+
+    def predict(self, r: np.ndarray | float) -> np.ndarray:
+        """The fitted time (steps) at train fraction(s) ``r``."""
+        return power_law(r, self.a, self.gamma, self.b)
+
+    def band(self, r: np.ndarray, level: Optional[float] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise percentile band ``(low, high)`` of the bootstrap curves at ``r``
+        (``(n,)`` each), at ``level`` (default: the fit's)."""
+        level = self.level if level is None else level
+        r = np.asarray(r, dtype=float)
+        curves = power_law(r[None, :], self.boot[:, :1], self.boot[:, 1:2], self.boot[:, 2:3])
+        q = 100 * (1 - level) / 2
+        return np.percentile(curves, q, axis=0), np.percentile(curves, 100 - q, axis=0)
+
+
+def _least_squares_power_law(r: np.ndarray, t: np.ndarray, cens: np.ndarray,
+                             starts: list[tuple[float, float, float]],
+                             gamma_max: float = 50.0) -> Optional[np.ndarray]:
+    """Best ``(a, gamma, b)`` over the ``starts``, or None when no start converged.
+
+    Residuals are in log time, ``log t - log f(r)``, so that a run of 50 steps and one of
+    5000 weigh alike in relative terms. A censored entry (``t`` its budget, a lower
+    bound) contributes ``max(0, log t - log f(r))``: nothing when the curve passes above
+    its budget, the shortfall otherwise. The curve is parameterised as
+    ``f(r) = a (r^-gamma - 1) + c`` with ``a = e^u > 0`` and ``c = e^v = f(1) > 0``, so it
+    is positive on all of (0, 1]; then ``b = c - a``.
+    """
+    from scipy.optimize import least_squares
+
+    lr, lt = np.log(r), np.log(t)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        a, gamma, c = np.exp(x[0]), x[1], np.exp(x[2])
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = a * np.expm1(-gamma * lr) + c
+            res = lt - np.log(f)
+        res = np.where(cens, np.maximum(res, 0.0), res)
+        return np.nan_to_num(res, nan=1e6, posinf=1e6, neginf=-1e6)
+
+    best = None
+    for a0, g0, b0 in starts:
+        c0 = a0 + b0
+        if not (a0 > 0 and c0 > 0 and np.isfinite(g0)):
+            continue
+        x0 = np.array([np.log(a0), float(np.clip(g0, 0.0, gamma_max)), np.log(c0)])
+        try:
+            sol = least_squares(residuals, x0, bounds=([-np.inf, 0.0, -np.inf], [np.inf, gamma_max, np.inf]),
+                                method="trf", x_scale=[1.0, 1.0, 1.0], max_nfev=2000)
+        except ValueError:
+            continue
+        if np.all(np.isfinite(sol.x)) and (best is None or sol.cost < best.cost):
+            best = sol
+    if best is None:
+        return None
+    a, gamma, c = np.exp(best.x[0]), best.x[1], np.exp(best.x[2])
+    return np.array([a, gamma, c - a])
+
+
+def _loglog_start(r: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
+    """``(a, gamma, 0)`` from a straight line through ``log t`` against ``log r``."""
+    slope, intercept = np.polyfit(np.log(r), np.log(t), 1)
+    return float(np.exp(intercept)), float(max(-slope, 0.0)), 0.0
+
+
+def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Sequence[bool]] = None, *,
+                  censoring: str = "lower_bound", n_boot: int = 1000, level: float = 0.9,
+                  seed: int = 0, gamma_max: float = 50.0) -> PowerLawFit:
+    """Fit ``t = a r^(-gamma) + b`` to times ``t`` measured at train fractions ``r``,
+    with bootstrap percentile intervals over the seeds.
+
+    ``r``: ``(n,)`` train fractions in (0, 1], one entry per run; runs with equal ``r``
+    are the seeds of that fraction. ``t``: ``(n,)`` times in steps, > 0. ``censored``:
+    ``(n,)`` booleans, True for a run that did not reach its time within its budget; its
+    ``t`` must then be that budget (the number of steps it ran), a lower bound on the
+    unobserved time. Default: no run is censored.
+
+    Censored runs are never dropped silently; ``censoring`` says what happens to them:
+
+    * ``"lower_bound"`` (default): every run enters the fit, a censored one as a lower
+      bound. The loss is least squares in log time; a censored run costs nothing when the
+      curve passes above its budget, and its log shortfall otherwise (a one-sided
+      residual). This uses what the censored runs do tell (that the time is longer than
+      the budget) without inventing a value for them.
+    * ``"exclude_r"``: every train fraction at which any seed is censored is left out,
+      and listed in :attr:`PowerLawFit.r_excluded`. Simple and conservative: the fit
+      then describes only the fractions where every seed generalized.
+
+    Bootstrap: ``n_boot`` times, the seeds are resampled with replacement within each
+    train fraction (a fraction keeps its number of seeds, censored runs included) and the
+    fit is redone; ``level`` percentile intervals of ``a``, ``gamma`` and ``b`` come from
+    the refits. ``seed`` seeds the resampling. Needs at least three distinct train
+    fractions with at least one uncensored time (three parameters); ``ValueError``
+    otherwise, and for inconsistent shapes or impossible values. ``gamma`` is searched in
+    ``[0, gamma_max]``; a point estimate on that bound is flagged in
+    :attr:`PowerLawFit.gamma_at_bound`.
+
+    With few seeds per fraction the percentile bootstrap is somewhat narrow (a resample
+    of ``n`` seeds has on average ``(n - 1) / n`` of their variance): read the interval as
+    a lower bound on the uncertainty.
+    """
+    r = np.asarray(r, dtype=float)
+    t = np.asarray(t, dtype=float)
+    cens = np.zeros(r.shape, bool) if censored is None else np.asarray(censored, dtype=bool)
+    if r.ndim != 1 or r.shape != t.shape or r.shape != cens.shape:
+        raise ValueError(f"r {r.shape}, t {t.shape} and censored {cens.shape} must be 1-D of one length")
+    if not np.all(np.isfinite(r)) or np.any(r <= 0) or np.any(r > 1):
+        raise ValueError(f"train fractions r must lie in (0, 1]; got {r[(r <= 0) | (r > 1) | ~np.isfinite(r)][:5]}")
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ValueError("times t must be finite and > 0 (a censored run's t is its step budget, "
+                         f"not NaN or None); got {t[~np.isfinite(t) | (t <= 0)][:5]}")
+    if censoring not in CENSORING:
+        raise ValueError(f"censoring = {censoring!r}: must be one of {', '.join(CENSORING)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level = {level}: must lie in (0, 1)")
+    if n_boot < 0:
+        raise ValueError(f"n_boot = {n_boot}: must be >= 0")
+    if not gamma_max > 0:
+        raise ValueError(f"gamma_max = {gamma_max}: must be > 0")
+
+    levels = np.unique(r)
+    excluded = np.array([x for x in levels if cens[r == x].any()]) if censoring == "exclude_r" else np.array([])
+    keep = ~np.isin(r, excluded)
+    r, t, cens = r[keep], t[keep], cens[keep]
+
+    def n_observed_fractions(rr: np.ndarray, cc: np.ndarray) -> int:
+        return len(np.unique(rr[~cc]))
+
+    if n_observed_fractions(r, cens) < 3:
+        raise ValueError(f"need uncensored times at >= 3 distinct train fractions to fit 3 parameters; "
+                         f"have {n_observed_fractions(r, cens)} (fractions excluded for censoring: "
+                         f"{excluded.tolist()})")
+
+    point = _least_squares_power_law(r, t, cens, [_loglog_start(r[~cens], t[~cens])], gamma_max)
+    if point is None:
+        raise ValueError("the power-law fit did not converge")
+
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(r == x) for x in np.unique(r)]
+    boot, failed = [], 0
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        rb, tb, cb = r[idx], t[idx], cens[idx]
+        if n_observed_fractions(rb, cb) < 3:
+            failed += 1
+            continue
+        est = _least_squares_power_law(rb, tb, cb, [tuple(point)], gamma_max)
+        if est is None:
+            failed += 1
+        else:
+            boot.append(est)
+    boot_arr = np.array(boot).reshape(-1, 3)
+    q = 100 * (1 - level) / 2
+
+    def ci(k: int) -> tuple[float, float]:
+        if not len(boot_arr):
+            return (float("nan"), float("nan"))
+        lo, hi = np.percentile(boot_arr[:, k], [q, 100 - q])
+        return (float(lo), float(hi))
+
+    return PowerLawFit(float(point[0]), float(point[1]), float(point[2]), ci(0), ci(1), ci(2), level,
+                       censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed,
+                       bool(np.isclose(point[1], 0.0, atol=1e-6) or np.isclose(point[1], gamma_max, rtol=1e-6)))
