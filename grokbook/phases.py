@@ -101,8 +101,8 @@ class PowerLawFit:
     left out because of censoring (only with ``censoring="exclude_r"``);
     ``n_censored``: censored runs among those that entered the fit (used as lower
     bounds with ``censoring="lower_bound"``, so 0 with ``"exclude_r"``).
-    ``gamma_at_bound``: the point estimate of ``gamma`` sits at a bound of its search
-    range ``[0, gamma_max]``, i.e. the data do not pin it down (e.g. as few fractions as
+    ``gamma_at_bound``: the point estimate of ``gamma`` lies within 1% of ``gamma_max``
+    of a bound of its search range ``[0, gamma_max]``, i.e. the data do not pin it down (e.g. as few fractions as
     parameters, or a jump rather than a power law).
     """
 
@@ -281,4 +281,4 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
 
     return PowerLawFit(float(point[0]), float(point[1]), float(point[2]), ci(0), ci(1), ci(2), level,
                        censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed,
-                       bool(np.isclose(point[1], 0.0, atol=1e-6) or np.isclose(point[1], gamma_max, rtol=1e-6)))
+                       bool(min(point[1], gamma_max - point[1]) <= 0.01 * gamma_max))

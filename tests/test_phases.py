@@ -169,7 +169,7 @@ def test_unidentified_exponent_is_flagged():
     """Three fractions, flat at two of them and a jump at the third: no power law with
     gamma < gamma_max fits, and the estimate sits on the bound, flagged."""
     fit = fit_power_law([0.6, 0.75, 0.9], [63.0, 33.0, 33.0], n_boot=0, gamma_max=20.0)
-    assert fit.gamma == pytest.approx(20.0) and fit.gamma_at_bound
+    assert fit.gamma >= 19.8 and fit.gamma_at_bound
 
 
 def test_exclusion_that_leaves_too_few_fractions_names_them():
