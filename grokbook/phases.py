@@ -3,6 +3,10 @@
 t1: train accuracy leaves chance; t2: train accuracy reaches (about) 100%;
 t3: validation accuracy leaves chance; t4: validation accuracy reaches (about) 100%.
 Every threshold is an explicit parameter; a time never reached is None.
+
+The time to generalize against the train fraction r: :func:`fit_power_law` fits
+``t4(r) = a r^(-gamma) + b`` with censored runs (not generalized within their budget)
+handled explicitly, and a bootstrap over seeds for the uncertainty.
 """
 
 from __future__ import annotations
