@@ -140,9 +140,10 @@ class PowerLawFit:
 
 
 def _least_squares_power_law(r: np.ndarray, t: np.ndarray, cens: np.ndarray,
-                             starts: list[tuple[float, float, float]],
+                             start: tuple[float, float, float],
                              gamma_max: float = 50.0) -> Optional[np.ndarray]:
-    """Best ``(a, gamma, b)`` over the ``starts``, or None when no start converged.
+    """Best ``(a, gamma, b)`` from the initial guess ``start``, or None when the start is
+    invalid or the solver does not converge.
 
     Residuals are in log time, ``log t - log f(r)``, so that a run of 50 steps and one of
     5000 weigh alike in relative terms. A censored entry (``t`` its budget, a lower
@@ -163,22 +164,19 @@ def _least_squares_power_law(r: np.ndarray, t: np.ndarray, cens: np.ndarray,
         res = np.where(cens, np.maximum(res, 0.0), res)
         return np.nan_to_num(res, nan=1e6, posinf=1e6, neginf=-1e6)
 
-    best = None
-    for a0, g0, b0 in starts:
-        c0 = a0 + b0
-        if not (a0 > 0 and c0 > 0 and np.isfinite(g0)):
-            continue
-        x0 = np.array([np.log(a0), float(np.clip(g0, 0.0, gamma_max)), np.log(c0)])
-        try:
-            sol = least_squares(residuals, x0, bounds=([-np.inf, 0.0, -np.inf], [np.inf, gamma_max, np.inf]),
-                                method="trf", x_scale=[1.0, 1.0, 1.0], max_nfev=2000)
-        except ValueError:
-            continue
-        if np.all(np.isfinite(sol.x)) and (best is None or sol.cost < best.cost):
-            best = sol
-    if best is None:
+    a0, g0, b0 = start
+    c0 = a0 + b0
+    if not (a0 > 0 and c0 > 0 and np.isfinite(g0)):
         return None
-    a, gamma, c = np.exp(best.x[0]), best.x[1], np.exp(best.x[2])
+    x0 = np.array([np.log(a0), float(np.clip(g0, 0.0, gamma_max)), np.log(c0)])
+    try:
+        sol = least_squares(residuals, x0, bounds=([-np.inf, 0.0, -np.inf], [np.inf, gamma_max, np.inf]),
+                            method="trf", x_scale=[1.0, 1.0, 1.0], max_nfev=2000)
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(sol.x)):
+        return None
+    a, gamma, c = np.exp(sol.x[0]), sol.x[1], np.exp(sol.x[2])
     return np.array([a, gamma, c - a])
 
 
@@ -256,7 +254,7 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
                          f"have {n_observed_fractions(r, cens)} (fractions excluded for censoring: "
                          f"{excluded.tolist()})")
 
-    point = _least_squares_power_law(r, t, cens, [_loglog_start(r[~cens], t[~cens])], gamma_max)
+    point = _least_squares_power_law(r, t, cens, _loglog_start(r[~cens], t[~cens]), gamma_max)
     if point is None:
         raise ValueError("the power-law fit did not converge")
 
@@ -269,7 +267,7 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
         if n_observed_fractions(rb, cb) < 3:
             failed += 1
             continue
-        est = _least_squares_power_law(rb, tb, cb, [tuple(point)], gamma_max)
+        est = _least_squares_power_law(rb, tb, cb, tuple(point), gamma_max)
         if est is None:
             failed += 1
         else:

@@ -48,27 +48,18 @@ def grid(base: RunConfig, **axes: Sequence[Any]) -> list[RunConfig]:
     return [base.replace(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
 
 
-def _train_one(config_dict: dict[str, Any], root: str, threads: int = 0) -> str:
-    """Worker side: train (or find) one run in the store at ``root``; returns its hash."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    config = RunConfig.from_dict(config_dict)
-    RunStore(root).get_or_train(config, progress=False)
-    return config.hash()
-
-
 #: Model-steps below which a sweep stays in this process (starting a worker process
 #: and importing torch takes seconds).
 PARALLEL_MIN_WORK = 20_000
 
 
-def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int) -> None:
-    """Worker side: train (or find) one ensemble group in the store at ``root``."""
-    import torch
+def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int = 0) -> None:
+    """Worker side: train (or find) one group of runs (an ensemble when they stack) in
+    the store at ``root``, with ``threads`` torch threads (0: torch's default)."""
+    if threads:
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     _train_groups([[RunConfig.from_dict(d) for d in config_dicts]], RunStore(root))
 
 
@@ -149,7 +140,7 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
                         bar.update(futures[f])
         elif isinstance(executor, int):
             with ProcessPoolExecutor(executor) as pool:
-                futures = [pool.submit(_train_one, c.to_dict(), root, max(1, (os.cpu_count() or 1) // executor))
+                futures = [pool.submit(_train_group, [c.to_dict()], root, max(1, (os.cpu_count() or 1) // executor))
                            for c in todo]
                 for f in as_completed(futures):
                     f.result()
@@ -158,7 +149,7 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
             from dask.distributed import Client, as_completed as dask_completed
 
             client = Client(executor) if isinstance(executor, str) else executor
-            futures = client.map(_train_one, [c.to_dict() for c in todo], root=root, pure=False)
+            futures = client.map(_train_group, [[c.to_dict()] for c in todo], root=root, pure=False)
             for f in dask_completed(futures):
                 f.result()
                 bar.update()
