@@ -1,6 +1,8 @@
 """Every chapter executes with the smoke profile through papermill, then nbval checks
 that the executed notebook runs cleanly again (its runs come from the store)."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -10,11 +12,42 @@ from grokbook.chapters import find_chapters, run_chapter
 
 CHAPTERS = list(find_chapters())
 
+# `{glue:text}`key:.2f``, `{glue}`key``, and the ```{glue:figure} key``` directive
+_GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)")
+_GLUE_DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::\w+)?\}\s+(\S+)", re.MULTILINE)
+
+
+def glue_gaps(notebook: dict) -> set[str]:
+    """Keys the notebook's markdown cites with a glue role or directive but no code
+    cell glued: Sphinx only warns about these at book build time (a red `-W` build)."""
+    cited, glued = set(), set()
+    for cell in notebook["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            cited |= set(_GLUE_ROLE.findall(text)) | set(_GLUE_DIRECTIVE.findall(text))
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued.add(name)
+    return cited - glued
+
+
+def test_glue_gaps_finds_a_cited_key_nobody_glued():
+    def md(text):
+        return {"cell_type": "markdown", "source": [text]}
+
+    code = {"cell_type": "code", "source": ["glue('a', 1)"],
+            "outputs": [{"metadata": {"scrapbook": {"name": "a"}}}]}
+    nb = {"cells": [md("{glue:text}`a:.2f` and {glue}`b`\n"), code, md("```{glue:figure} c\n```\n")]}
+    assert glue_gaps(nb) == {"b", "c"}
+
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_smoke(name, tmp_path):
     out = run_chapter(name, profile="smoke", output=tmp_path / f"{name}.ipynb")
     assert out.exists()
+    missing = glue_gaps(json.loads(out.read_text()))
+    assert not missing, f"{name} cites glue keys it never glues: {sorted(missing)}"
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
