@@ -84,8 +84,8 @@ def extreme_eigenvalues(model: nn.Module, inputs: torch.Tensor, targets: torch.T
     and ``lambda_max`` comes free. See ``benchmarks/RESULTS.md``.
 
     ``maxiter``: the most Lanczos steps (Hessian-vector products); default
-    ``min(P, 300)``. Memory: one float64 vector of length P per step (300 steps of the
-    paper's 422k-parameter model: 1 GB). Raises ``RuntimeError`` if the tolerance is
+    ``min(P, 300)``. Memory: one float64 vector of length P per step taken, at most
+    ``maxiter`` of them (300 of the paper's 422k-parameter model: 1 GB). Raises ``RuntimeError`` if the tolerance is
     not met within ``maxiter`` steps.
     """
     if not tol > 0:
@@ -178,26 +178,32 @@ def _lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, n
     ``stop(alpha, beta, b)`` returns True: it is called after every step with the
     tridiagonal so far and ``b``, the norm of the next Lanczos vector before
     normalization (the last component of a Ritz vector times ``b`` is that Ritz pair's
-    residual); ``b = 0`` on exhaustion, where the Ritz values are exact eigenvalues. Memory: ``m`` float64 vectors of length P.
+    residual); ``b = 0`` on exhaustion, where the Ritz values are exact eigenvalues.
+    Memory: ``m`` float64 vectors of length P (the basis grows by doubling, in one
+    block, so that reorthogonalizing costs no copy of it per step).
     """
-    basis = [v0.double() / v0.double().norm()]
+    q = v0.double().reshape(1, -1) / v0.double().norm()
+    basis = q.new_empty((min(n_steps, 32), q.shape[1]))
+    basis[0] = q[0]
     alpha: list[float] = []
     beta: list[float] = []
     scale = 0.0  # largest |entry| of T so far, to tell a breakdown from a small beta
-    for _ in range(n_steps):
-        w = matvec(basis[-1]).double().to(v0.device)
-        alpha.append(float(basis[-1] @ w))
-        q = torch.stack(basis)
+    for m in range(1, n_steps + 1):
+        w = matvec(basis[m - 1]).double().to(v0.device)
+        alpha.append(float(basis[m - 1] @ w))
+        q = basis[:m]
         for _ in range(2):  # Gram-Schmidt twice: once is not enough in floating point
             w = w - q.T @ (q @ w)
         b = float(w.norm())
         scale = max(scale, abs(alpha[-1]), b)
         exhausted = b <= 1e-10 * scale
         done = stop is not None and stop(np.array(alpha), np.array(beta), 0.0 if exhausted else b)
-        if exhausted or done or len(alpha) == n_steps:
+        if exhausted or done or m == n_steps:
             break
         beta.append(b)
-        basis.append(w / b)
+        if m == len(basis):
+            basis = torch.cat([basis, basis.new_empty((min(m, n_steps - m), basis.shape[1]))])
+        basis[m] = w / b
     return np.array(alpha), np.array(beta)
 
 
