@@ -9,6 +9,9 @@
    one-point-at-a-time reference loop, as ratios against the loop.
 
     python benchmarks/landscape_speed.py [--steps 200] [--device cpu|cuda] [--tol 1e-4 1e-3]
+
+The two models are trained (``--steps`` steps) through the run store, so only the
+first call pays for the training.
 """
 
 import argparse
@@ -19,7 +22,7 @@ import torch
 import grokbook.hessian as hessian
 from grokbook import RunConfig
 from grokbook.landscape import filter_normalize, flat_params, random_direction, slice_1d, slice_1d_loop
-from grokbook.train import fit
+from grokbook.store import RunStore
 
 
 def counting_hvp(counter: list[int]):
@@ -55,7 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     paper = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, lr=1e-3, layer_norm=True, steps=args.steps)
-    run = fit(paper, progress=False, device=args.device)
+    store = RunStore()  # the runs are trained once and then read from the store
+    run = store.get_or_train(paper, progress=False, device=args.device)
     model, data = run.model_at(paper.steps).to(args.device), run.dataset()
     x, y = data.train_x.to(args.device), data.train_y.to(args.device)
     n = run.snapshots.shape[1]
@@ -77,7 +81,7 @@ def main() -> None:
               f"(lambda_min {lmin:.6g}, lambda_max {lmax:.6g}; target <= 60 s)")
 
     ch1 = RunConfig(p=47, r=0.5, n_layers=2, d_model=64, layer_norm=False, lr=3e-3, steps=args.steps)
-    run = fit(ch1, progress=False, device=args.device)
+    run = store.get_or_train(ch1, progress=False, device=args.device)
     model, data = run.model_at(ch1.steps), run.dataset()
     theta = flat_params(model)
     d = filter_normalize(random_direction(model, seed=0), model)
