@@ -109,11 +109,10 @@ def filter_normalize(direction: torch.Tensor, params: Union[nn.Module, Sequence[
     return torch.cat(out)
 
 
-# On the CPU one point's forward pass over more examples than this already runs its
-# matrix products at full speed, and vmap over points only adds work (a separate bias
-# add after each batched product, intermediates ``chunk_size`` times larger): measured
-# 13-45% more CPU time per point than the loop at 264 and 1104 examples (chunks of 2 to
-# 8), about 10% less at 60 (benchmarks/RESULTS.md). So ``method="auto"`` loops there.
+# On the CPU, above this many examples per batch, vmap over points costs more than the
+# loop (a separate bias add after each batched product, intermediates ``chunk_size``
+# times larger): 13-45% more CPU time per point at 264 and 1104 examples (chunks of 2
+# to 8), about 10% less at 60 (benchmarks/RESULTS.md). So ``method="auto"`` loops there.
 VMAP_CPU_MAX_EXAMPLES = 128
 
 
