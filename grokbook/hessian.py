@@ -112,8 +112,8 @@ def extreme_eigenvalues(model: nn.Module, inputs: torch.Tensor, targets: torch.T
 
     ``maxiter``: the most Lanczos steps (Hessian-vector products); default
     ``min(P, 300)``. Memory: one float64 vector of length P per step taken, at most
-    ``maxiter`` of them (300 of the paper's 422k-parameter model: 1 GB). Raises ``RuntimeError`` if the tolerance is
-    not met within ``maxiter`` steps.
+    ``maxiter`` of them (300 of the paper's 422k-parameter model: 1 GB). Raises
+    ``RuntimeError`` if the tolerance is not met within ``maxiter`` steps.
     """
     if not tol > 0:
         raise ValueError(f"tol = {tol!r} must be positive")
