@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -59,45 +59,87 @@ def hvp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, vector: t
     return make_hvp(model, inputs, targets, loss_fn)(vector)
 
 
-def _operator(matvec: Callable[[torch.Tensor], torch.Tensor], n: int) -> LinearOperator:
-    """The HVP as a float64 scipy ``LinearOperator`` of shape ``(n, n)``."""
-    def mv(v: np.ndarray) -> np.ndarray:
-        return matvec(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).ravel())
-                      ).cpu().double().numpy()
-    return LinearOperator((n, n), matvec=mv, dtype=np.float64)
+# extreme_eigenvalues takes at least this many steps (ARPACK's default basis size): in
+# the first few a Ritz value sitting on the large cluster of eigenvalues near zero can
+# have a small residual before the smallest eigenvalue has shown up at all.
+MIN_LANCZOS_STEPS = 20
 
 
 def extreme_eigenvalues(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                        loss_fn: Optional[LossFn] = None, *, tol: float = 1e-4,
+                        loss_fn: Optional[LossFn] = None, *, tol: float = 1e-3,
                         maxiter: Optional[int] = None, seed: int = 0) -> tuple[float, float]:
     """The signed extremes ``(lambda_min, lambda_max)`` of the Hessian spectrum.
 
-    Both come from implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, k = 1,
-    which = ``'LA'``) on the HVP operator, started from a ``seed``-ed Gaussian vector so
-    that results repeat. ``lambda_max`` is the largest eigenvalue of ``H``;
-    ``lambda_min = lambda_max - mu`` with ``mu`` the largest eigenvalue of the shifted
-    operator ``lambda_max I - H`` (positive semi-definite).
+    Both ends come from one Lanczos run on the HVP operator (full reorthogonalization,
+    no restarts), started from a ``seed``-ed Gaussian vector so that results repeat: the
+    smallest and largest Ritz values. The run stops once both Ritz values have a
+    residual ``|beta_m s_m|`` (the norm of ``H y - theta y`` for the Ritz pair
+    ``(theta, y)``) at most ``tol * (theta_max - theta_min)``, and after at least
+    ``MIN_LANCZOS_STEPS`` steps. A symmetric matrix has an eigenvalue within the
+    residual of every Ritz value, and Ritz values lie inside the spectrum, so the
+    results satisfy ``lambda_min >= true lambda_min`` and ``lambda_max <= true
+    lambda_max`` and each is within ``tol`` times the width of the spectrum of *an*
+    eigenvalue (in practice of the extreme one, and several times closer: the error
+    shrinks like the residual squared over the gap to the next eigenvalue).
 
-    Why the shift rather than ``which='SA'`` on ``H``: the Krylov spaces are the same,
-    but ARPACK's stopping test is relative to the eigenvalue sought, and the
-    ``lambda_min`` of a trained network is tiny next to ``lambda_max``; ``'SA'`` then
-    asks for a tiny *absolute* residual and often runs into ``maxiter``. On the shifted
-    operator the test is relative to ``lambda_max - lambda_min``, the scale of the
-    spectrum. So ``lambda_max`` is accurate to about ``tol * |lambda_max|`` and
-    ``lambda_min`` to about ``tol * (lambda_max - lambda_min)``, absolutely: a
-    ``lambda_min`` smaller than that is "zero" at this ``tol``.
+    What no Krylov method can promise: an extreme eigenvalue that has not yet shown up.
+    A negative eigenvalue within a few ``tol`` widths of the large cluster of
+    eigenvalues near zero emerges slowly and can be missed: at the end of the Hessian
+    chapter's grokking run an eigenvalue at -1.2e-3 of the width came out as about 0 at
+    ``tol=1e-3`` (and to 4e-7 of the width at ``tol=1e-7``). So a ``lambda_min``
+    smaller than a few ``tol * (lambda_max - lambda_min)`` in magnitude is "zero" at
+    this ``tol``. ``seed`` draws another start vector.
+
+    In float32 the products carry rounding errors relative to the magnitudes inside the
+    network, not to ``H``: near a zero-loss minimum, where the Hessian itself is tiny,
+    use a float64 model (``model.double()``). At the end of the Hessian chapter's
+    control run float32 gave ``lambda_max`` 2.7e-4 and ``lambda_min`` -8.7e-5 where
+    float64 gives 5.4e-4 and -5.1e-6.
+
+    The default ``tol`` is 1e-3, looser than the 1e-4 this function had with ARPACK:
+    ``lambda_min`` sits at the edge of a cluster of small negative eigenvalues and
+    converges slowly. At a checkpoint of the paper's model (full training set) the run
+    took 49 products at 1e-3 and 155 at 1e-4, and the two ``lambda_min`` differed by
+    2.5e-4 of the spectrum's width, well inside the 1e-3 bound; pass ``tol=1e-4`` for
+    the tighter guarantee.
+
+    Why one run rather than scipy's ``eigsh`` (ARPACK) twice, ``'LA'`` on ``H`` then on
+    ``lambda_max I - H`` as this function did before: ARPACK restarts from 20 vectors,
+    so it throws away the Krylov space that the slowly converging ``lambda_min`` needs;
+    on 400 examples of that checkpoint ARPACK took 21 products for ``lambda_max`` and
+    391 for ``lambda_min`` at ``tol=1e-4``, and one unrestarted run reached the same
+    residual for both in about 160. See ``benchmarks/RESULTS.md``.
+
+    ``maxiter``: the most Lanczos steps (Hessian-vector products); default
+    ``min(P, 300)``. Memory: one float64 vector of length P per step taken, at most
+    ``maxiter`` of them (300 of the paper's 422k-parameter model: 1 GB). Raises
+    ``RuntimeError`` if the tolerance is not met within ``maxiter`` steps.
     """
+    if not tol > 0:
+        raise ValueError(f"tol = {tol!r} must be positive")
     matvec = make_hvp(model, inputs, targets, loss_fn)
     n = sum(p.numel() for p in model.parameters())
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    op = _operator(matvec, n)
-    lmax = float(eigsh(op, k=1, which="LA", tol=tol, maxiter=maxiter, v0=v0,
-                       return_eigenvectors=False)[0])
-    shifted = LinearOperator((n, n), matvec=lambda v: lmax * np.ravel(v) - op.matvec(v),
-                             dtype=np.float64)
-    mu = float(eigsh(shifted, k=1, which="LA", tol=tol, maxiter=maxiter, v0=v0,
-                     return_eigenvectors=False)[0])
-    return lmax - mu, lmax
+    steps = min(n, maxiter if maxiter is not None else 300)
+    if steps < 1:
+        raise ValueError(f"maxiter = {maxiter!r} must be >= 1")
+    ref = next(model.parameters())
+    v0 = torch.from_numpy(np.random.default_rng(seed).standard_normal(n)).to(ref.device)
+    found: dict[str, float] = {}
+
+    def converged(alpha: np.ndarray, beta: np.ndarray, b: float) -> bool:
+        theta, s = eigh_tridiagonal(alpha, beta) if len(beta) else (alpha, np.ones((1, 1)))
+        res = np.abs(b * s[-1, [0, -1]])
+        found.update(lmin=theta[0], lmax=theta[-1], res=res.max(),
+                     width=theta[-1] - theta[0])
+        return len(alpha) >= MIN_LANCZOS_STEPS and bool(res.max() <= tol * found["width"])
+
+    _lanczos(matvec, v0, steps, converged)
+    if not found["res"] <= tol * found["width"]:
+        raise RuntimeError(
+            f"extreme_eigenvalues: residual {found['res']:.3g} after {steps} Lanczos steps, "
+            f"above tol * width = {tol * found['width']:.3g} (Ritz values "
+            f"{found['lmin']:.6g}, {found['lmax']:.6g}); raise maxiter or tol")
+    return float(found["lmin"]), float(found["lmax"])
 
 
 def condition_ratio(lmin: float, lmax: float) -> float:
@@ -153,30 +195,42 @@ def hutchinson_trace(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     return float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(n_samples))
 
 
-def _lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, n_steps: int
+def _lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, n_steps: int,
+             stop: Optional[Callable[[np.ndarray, np.ndarray, float], bool]] = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """``n_steps`` Lanczos steps from ``v0`` with full reorthogonalization.
+    """At most ``n_steps`` Lanczos steps from ``v0`` with full reorthogonalization.
 
     Returns the tridiagonal's diagonal ``alpha`` ``(m,)`` and off-diagonal ``beta``
-    ``(m - 1,)``; ``m < n_steps`` when the Krylov space is exhausted first. Memory:
-    ``m`` float64 vectors of length P.
+    ``(m - 1,)``; ``m < n_steps`` when the Krylov space is exhausted first or when
+    ``stop(alpha, beta, b)`` returns True: it is called after every step with the
+    tridiagonal so far and ``b``, the norm of the next Lanczos vector before
+    normalization (the last component of a Ritz vector times ``b`` is that Ritz pair's
+    residual); ``b = 0`` on exhaustion, where the Ritz values are exact eigenvalues.
+    Memory: ``m`` float64 vectors of length P (the basis grows by doubling, in one
+    block, so that reorthogonalizing costs no copy of it per step).
     """
-    basis = [v0 / v0.norm()]
+    q = v0.double().reshape(1, -1) / v0.double().norm()
+    basis = q.new_empty((min(n_steps, 32), q.shape[1]))
+    basis[0] = q[0]
     alpha: list[float] = []
     beta: list[float] = []
     scale = 0.0  # largest |entry| of T so far, to tell a breakdown from a small beta
-    for _ in range(n_steps):
-        w = matvec(basis[-1]).double().to(v0.device)
-        alpha.append(float(basis[-1] @ w))
-        q = torch.stack(basis)
+    for m in range(1, n_steps + 1):
+        w = matvec(basis[m - 1]).double().to(v0.device)
+        alpha.append(float(basis[m - 1] @ w))
+        q = basis[:m]
         for _ in range(2):  # Gram-Schmidt twice: once is not enough in floating point
             w = w - q.T @ (q @ w)
         b = float(w.norm())
         scale = max(scale, abs(alpha[-1]), b)
-        if len(alpha) == n_steps or b <= 1e-10 * scale:
+        exhausted = b <= 1e-10 * scale
+        done = stop is not None and stop(np.array(alpha), np.array(beta), 0.0 if exhausted else b)
+        if exhausted or done or m == n_steps:
             break
         beta.append(b)
-        basis.append(w / b)
+        if m == len(basis):
+            basis = torch.cat([basis, basis.new_empty((min(m, n_steps - m), basis.shape[1]))])
+        basis[m] = w / b
     return np.array(alpha), np.array(beta)
 
 

@@ -109,6 +109,13 @@ def filter_normalize(direction: torch.Tensor, params: Union[nn.Module, Sequence[
     return torch.cat(out)
 
 
+# On the CPU, above this many examples per batch, vmap over points costs more than the
+# loop (a separate bias add after each batched product, intermediates ``chunk_size``
+# times larger): 13-45% more CPU time per point at 264 and 1104 examples (chunks of 2
+# to 8), about 10% less at 60 (benchmarks/RESULTS.md). So ``method="auto"`` loops there.
+VMAP_CPU_MAX_EXAMPLES = 128
+
+
 def _evaluate(model: nn.Module, params: Params, directions: torch.Tensor, coeffs: torch.Tensor,
               batches: Batches, loss_fn: Optional[LossFn], chunk_size: int, method: str
               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -147,7 +154,8 @@ def _evaluate(model: nn.Module, params: Params, directions: torch.Tensor, coeffs
     out = {}
     with torch.no_grad():
         for name, (x, y) in batches.items():
-            if method == "loop":
+            if method == "loop" or (method == "auto" and base.device.type == "cpu"
+                                    and len(x) > VMAP_CPU_MAX_EXAMPLES):
                 loss, acc = by_loop(x, y)
             else:
                 try:
@@ -177,8 +185,11 @@ def slice_1d(model: nn.Module, params: Params, direction: torch.Tensor, alphas: 
 
     ``method="vmap"`` evaluates ``chunk_size`` points per batched forward pass
     (``torch.vmap`` over ``torch.func.functional_call``; memory grows with
-    ``chunk_size`` times the batch); ``"loop"`` one point at a time; ``"auto"`` (default)
-    tries vmap and falls back to the loop with a warning if the model does not support it.
+    ``chunk_size`` times the batch); ``"loop"`` one point at a time (the same
+    ``functional_call``, unbatched); ``"auto"`` (default) loops over a batch of more
+    than ``VMAP_CPU_MAX_EXAMPLES`` examples on the CPU, where vmap does not pay, and
+    otherwise tries vmap and falls back to the loop with a warning if the model does not
+    support it.
     """
     alphas = torch.as_tensor(alphas).reshape(-1, 1)
     res = _evaluate(model, params, flat_params(direction)[None], alphas, batches, loss_fn,

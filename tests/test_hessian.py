@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+import grokbook.hessian as hessian
 from grokbook.config import RunConfig
 from grokbook.hessian import (condition_ratio, extreme_eigenvalues, gaussian_smooth, hvp,
                               hutchinson_trace, kappa_plus, make_hvp, slq_density)
@@ -128,10 +129,46 @@ def test_extreme_eigenvalues_default_tol_and_loss_fn():
     model, x, y = setup("mlp")
     eigs = np.linalg.eigvalsh(dense_hessian(model, x, y, mse).numpy())
     lmin, lmax = extreme_eigenvalues(model, x, y, loss_fn=mse)
-    scale = eigs[-1] - eigs[0]
-    # documented accuracy: about tol * |lambda_max| and tol * (lambda_max - lambda_min)
-    assert abs(lmax - eigs[-1]) <= 1e-3 * abs(eigs[-1])
-    assert abs(lmin - eigs[0]) <= 1e-3 * scale
+    width = eigs[-1] - eigs[0]
+    # documented accuracy at the default tol = 1e-3: 1e-3 * (lambda_max - lambda_min)
+    assert abs(lmax - eigs[-1]) <= 1e-3 * width
+    assert abs(lmin - eigs[0]) <= 1e-3 * width
+
+
+def test_extreme_eigenvalues_stop_at_tol_before_exhausting_the_space(transformer_case, monkeypatch):
+    # At a loose tol the Lanczos run stops early, and both extremes are still within
+    # the documented tol * (lambda_max - lambda_min) of the dense ones.
+    model, x, y, _, eigs = transformer_case
+    make, calls = hessian.make_hvp, []
+
+    def counting(*args, **kwargs):
+        apply = make(*args, **kwargs)
+
+        def counted(v):
+            calls.append(1)
+            return apply(v)
+        return counted
+
+    monkeypatch.setattr(hessian, "make_hvp", counting)
+    counts = {}
+    for tol in (1e-10, 1e-2):
+        calls.clear()
+        lmin, lmax = extreme_eigenvalues(model, x, y, tol=tol)
+        counts[tol] = len(calls)
+        width = eigs[-1] - eigs[0]
+        assert abs(lmax - eigs[-1]) <= tol * width and abs(lmin - eigs[0]) <= tol * width
+        assert eigs[0] - 1e-9 * width <= lmin and lmax <= eigs[-1] + 1e-9 * width  # Ritz values
+    assert min(hessian.MIN_LANCZOS_STEPS, counts[1e-10]) <= counts[1e-2] < counts[1e-10]
+
+
+def test_extreme_eigenvalues_bad_input_and_no_convergence():
+    model, x, y = setup("mlp")
+    with pytest.raises(ValueError, match="tol"):
+        extreme_eigenvalues(model, x, y, tol=0.0)
+    with pytest.raises(ValueError, match="maxiter"):
+        extreme_eigenvalues(model, x, y, maxiter=0)
+    with pytest.raises(RuntimeError, match="raise maxiter or tol"):
+        extreme_eigenvalues(model, x, y, tol=1e-12, maxiter=3)
 
 
 def test_kappa_plus():

@@ -3,6 +3,8 @@ one-point-at-a-time loop and a closed form."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -168,6 +170,23 @@ def test_auto_falls_back_to_loop_when_vmap_fails():
     with pytest.raises(RuntimeError):
         slice_1d(model, theta, d, alphas, batches, method="vmap")
     with pytest.warns(RuntimeWarning, match="vmap failed"):
+        got = slice_1d(model, theta, d, alphas, batches)
+    assert_slices_close(got, slice_1d_loop(model, theta, d, alphas, batches), (5,))
+
+
+def test_auto_loops_on_cpu_over_large_batches():
+    # Above VMAP_CPU_MAX_EXAMPLES examples "auto" does not try vmap on the CPU: the model
+    # that vmap refuses gives no warning, and the loop's answer.
+    from grokbook.landscape import VMAP_CPU_MAX_EXAMPLES
+
+    torch.manual_seed(0)
+    model = NoVmap().double()
+    n = VMAP_CPU_MAX_EXAMPLES + 1
+    batches = {"b": (torch.randn(n, 3, dtype=torch.float64), torch.randint(0, 2, (n,)))}
+    theta, d = flat_params(model), random_direction(model, seed=0)
+    alphas = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         got = slice_1d(model, theta, d, alphas, batches)
     assert_slices_close(got, slice_1d_loop(model, theta, d, alphas, batches), (5,))
 
