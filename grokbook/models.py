@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
@@ -30,16 +31,23 @@ class CausalSelfAttention(nn.Module):
     def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """``h``: ``(N, T, d)`` -> ``(N, T, d)``, or ``(N, 1, d)`` for the last query only."""
         n, t, d = h.shape
-        q, k, v = self.qkv(h).view(n, t, 3, self.n_heads, d // self.n_heads).unbind(2)
+        heads, d_head = self.n_heads, d // self.n_heads
+        if last_only:
+            # Only the last query is read and it attends to every position, so no mask;
+            # project it alone, and form its T scores and the weighted sum of values
+            # elementwise: per example these are (1 x d_head) @ (d_head x T) products,
+            # which as batched matmuls cost a transposed copy and a tiny GEMM each.
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(h[:, -1], w[:d], b[:d]).view(n, 1, heads, d_head)
+            k, v = F.linear(h, w[d:], b[d:]).view(n, t, 2, heads, d_head).unbind(2)
+            att = ((q * k).sum(-1) / math.sqrt(d_head)).softmax(1)  # (n, t, heads)
+            return self.out((att[..., None] * v).sum(1).reshape(n, 1, d))
+        q, k, v = self.qkv(h).view(n, t, 3, heads, d_head).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (n, heads, t, d_head)
-        if last_only:  # only the last query, which attends to every position: no mask
-            q = q[:, :, -1:]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads)
-        if not last_only:
-            mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
-            scores = scores.masked_fill(mask, float("-inf"))
-        att = scores.softmax(-1)
-        return self.out((att @ v).transpose(1, 2).reshape(n, att.shape[2], d))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d_head)
+        mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+        att = scores.masked_fill(mask, float("-inf")).softmax(-1)
+        return self.out((att @ v).transpose(1, 2).reshape(n, t, d))
 
 
 class Block(nn.Module):
