@@ -90,6 +90,22 @@ def _local_processes(groups: list[list[RunConfig]]) -> int:
     return min(cores, len(groups))
 
 
+def _train_in_processes(groups: list[list[RunConfig]], n_proc: int, root: str, bar) -> None:
+    """Train ``groups`` in ``n_proc`` worker processes that split the cores between them
+    and store into ``root``; largest groups first (cost ~ runs x steps x examples), so
+    that the last to finish is a small one."""
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // n_proc)
+    ordered = sorted(groups, key=lambda g: -len(g) * g[0].steps * g[0].r * g[0].p ** 2)
+    # spawn, not fork: a forked child of a process that already ran OpenMP (torch) can hang.
+    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_group, [c.to_dict() for c in g], root, threads): len(g) for g in ordered}
+        for f in as_completed(futures):
+            f.result()
+            bar.update(futures[f])
+
+
 def _ensemble_groups(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
     """``configs`` partitioned into stackable groups of at most ``size``, in order."""
     from .ensemble import VARYING
@@ -124,27 +140,9 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
             if n_proc == 1:
                 _train_groups(groups, store, bar)
             else:
-                import multiprocessing
-
-                threads = max(1, (os.cpu_count() or 1) // n_proc)
-                # spawn, not fork: a forked child of a process that already ran OpenMP
-                # (torch) can hang.
-                # largest groups first (cost ~ runs x steps x examples), so the last to
-                # finish is a small one
-                groups.sort(key=lambda g: -len(g) * g[0].steps * g[0].r * g[0].p ** 2)
-                with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    futures = {pool.submit(_train_group, [c.to_dict() for c in g], root, threads): len(g)
-                               for g in groups}
-                    for f in as_completed(futures):
-                        f.result()
-                        bar.update(futures[f])
+                _train_in_processes(groups, n_proc, root, bar)
         elif isinstance(executor, int):
-            with ProcessPoolExecutor(executor) as pool:
-                futures = [pool.submit(_train_group, [c.to_dict()], root, max(1, (os.cpu_count() or 1) // executor))
-                           for c in todo]
-                for f in as_completed(futures):
-                    f.result()
-                    bar.update()
+            _train_in_processes([[c] for c in todo], executor, root, bar)
         else:
             from dask.distributed import Client, as_completed as dask_completed
 
