@@ -8,75 +8,128 @@ Layout under the store's root (``$GROKBOOK_HOME``, else the user cache directory
     runs/<hash>.lock            held while a process trains or repairs that run
     train.log                   one line per run trained, with its wall time
 
-Every file is written to a temporary name and renamed, so a reader never sees half a
-file. A file whose checksum does not match is reported (``CorruptRunWarning``), kept
-aside as ``*.corrupt`` and the run is trained again; it is never loaded.
+Nothing read from the store can execute code: runs and checkpoints are ``.npz``
+archives of plain arrays (read with ``allow_pickle=False``) and JSON; a file that holds
+anything else, a pickle included, is refused. The checksum only detects accidents (it
+is no secret). Every file but the log is written to a fresh temporary name and renamed
+over its target, so a reader never sees half a file and a symlink planted in the store
+is replaced, never followed; the log is appended with ``O_NOFOLLOW``. A file that fails
+its check is reported (``CorruptRunWarning``), kept aside as ``*.corrupt`` (``*.2.corrupt``
+and so on for later ones) and the run is trained again. A new store is private (0700);
+one that other users can write to is reported (``StoreWarning``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
-import pickle
-import tempfile
+import shutil
+import stat
+import threading
 import time
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
-from filelock import FileLock
+import torch
 
 from .config import RunConfig
 from .train import METRICS, Run, TrainState, fit
 
 _DIGEST = 32  # bytes of SHA-256 appended to every stored payload
+_MB = 2 ** 20
 
 
 class CorruptRunWarning(UserWarning):
     """A stored run or checkpoint failed its integrity check and will be retrained."""
 
 
+class StoreWarning(UserWarning):
+    """A store that others can write to, or a file that could not be written."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot take a run: not enough space, or a path it refuses to use."""
+
+
 class CorruptFile(Exception):
-    """Internal: a framed file whose payload does not match its checksum."""
+    """Internal: a stored file that is truncated, altered or not of the expected kind."""
 
 
 def default_home() -> Path:
-    """``$GROKBOOK_HOME`` if set, else the platform's user cache directory."""
+    """``$GROKBOOK_HOME`` if set (a relative path is taken from the current directory),
+    else the platform's user cache directory."""
     env = os.environ.get("GROKBOOK_HOME")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("grokbook"))
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` plus its SHA-256 to ``path`` via a temporary file and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+def _write_atomic(path: Path, payload: bytes, framed: bool = True) -> None:
+    """Write ``payload`` (plus its SHA-256 when ``framed``) to a new temporary file
+    beside ``path`` and rename it over ``path``: a symlink at ``path`` is replaced,
+    never followed, and a failed write leaves no partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-            f.write(hashlib.sha256(payload).digest())
+            if framed:
+                f.write(hashlib.sha256(payload).digest())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file (not a symlink, directory or
+    device): ``CorruptFile`` otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise CorruptFile(f"{path} cannot be opened as a plain file ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CorruptFile(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def _read_checked(path: Path) -> bytes:
     """The payload of a file written by :func:`_write_atomic`; ``CorruptFile`` if the
-    file is truncated or altered."""
-    blob = path.read_bytes()
+    file is truncated, altered or not an ``.npz`` archive."""
+    blob = _read_regular(path)
     payload, digest = blob[:-_DIGEST], blob[-_DIGEST:]
     if len(blob) < _DIGEST or hashlib.sha256(payload).digest() != digest:
         raise CorruptFile(f"{path} ({len(blob)} bytes) fails its SHA-256 check")
+    if not payload.startswith(b"PK"):
+        kind = "a pickle, which grokbook never loads (it could run code)" if payload[:1] == b"\x80" \
+            else "not an .npz archive"
+        raise CorruptFile(f"{path} holds {kind}")
     return payload
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _load_npz(payload: bytes) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` payload; object arrays (pickles) raise ``ValueError``."""
+    with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _run_to_bytes(run: Run) -> bytes:
@@ -86,101 +139,249 @@ def _run_to_bytes(run: Run) -> bytes:
                   diverged_at=np.array(-1 if run.diverged_at is None else run.diverged_at),
                   wall_time_s=np.array(run.wall_time_s),
                   config=np.array(json.dumps(run.config.to_dict())))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+    return _npz(arrays)
 
 
 def _run_from_bytes(payload: bytes) -> Run:
-    with np.load(io.BytesIO(payload), allow_pickle=False) as z:
-        diverged = int(z["diverged_at"])
-        return Run(
-            config=RunConfig.from_dict(json.loads(str(z["config"]))),
-            metrics={k: z[f"m_{k}"] for k in METRICS},
-            val_steps=z["val_steps"], val_loss=z["val_loss"], val_acc=z["val_acc"],
-            snapshot_steps=z["snapshot_steps"], snapshots=z["snapshots"],
-            diverged_at=None if diverged < 0 else diverged,
-            wall_time_s=float(z["wall_time_s"]),
-        )
+    z = _load_npz(payload)
+    diverged = int(z["diverged_at"])
+    return Run(
+        config=RunConfig.from_dict(json.loads(str(z["config"]))),
+        metrics={k: z[f"m_{k}"] for k in METRICS},
+        val_steps=z["val_steps"], val_loss=z["val_loss"], val_acc=z["val_acc"],
+        snapshot_steps=z["snapshot_steps"], snapshots=z["snapshots"],
+        diverged_at=None if diverged < 0 else diverged,
+        wall_time_s=float(z["wall_time_s"]),
+    )
+
+
+def _state_to_bytes(s: TrainState) -> bytes:
+    arrays = {f"opt_{k}": v.numpy() for k, v in s.opt.items()}
+    arrays.update(
+        step=np.array(s.step), flat=s.flat.numpy(), theta0=s.theta0.numpy(),
+        prev_delta=s.prev_delta.numpy(), metrics=s.metrics,
+        val=np.array(s.val, dtype=np.float64).reshape(-1, 3),
+        snapshot_steps=np.array([t for t, _ in s.snapshots], dtype=np.int64),
+        snapshots=np.stack([w for _, w in s.snapshots]) if s.snapshots
+        else np.zeros((0, s.flat.numel()), np.float32),
+        wall_time_s=np.array(s.wall_time_s), origin=np.array(s.origin))
+    return _npz(arrays)
+
+
+def _state_from_bytes(payload: bytes) -> TrainState:
+    z = _load_npz(payload)
+    return TrainState(
+        step=int(z["step"]), flat=torch.from_numpy(z["flat"]),
+        opt={k[4:]: torch.from_numpy(v) for k, v in z.items() if k.startswith("opt_")},
+        metrics=z["metrics"], val=[(int(t), float(l), float(a)) for t, l, a in z["val"]],
+        snapshots=list(zip(z["snapshot_steps"].tolist(), z["snapshots"])),
+        theta0=torch.from_numpy(z["theta0"]), prev_delta=torch.from_numpy(z["prev_delta"]),
+        wall_time_s=float(z["wall_time_s"]), origin=str(z["origin"]))
+
+
+#: What reading a damaged or hostile file can raise; all of it means "corrupt".
+_READ_ERRORS = (CorruptFile, ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile)
+
+
+class _RunLock:
+    """An exclusive lock on one run, across processes (``flock`` on a lock file opened
+    without following symlinks) and re-entrant within a thread, so that code holding a
+    run's lock can repair that run without deadlocking on itself."""
+
+    _mutex = threading.Lock()
+    _local: dict[str, threading.RLock] = {}   # path -> the in-process lock
+    _held: dict[str, list[int]] = {}          # path -> [fd, depth] while held
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        with self._mutex:
+            self.rlock = self._local.setdefault(self.path, threading.RLock())
+
+    def __enter__(self) -> "_RunLock":
+        self.rlock.acquire()
+        held = self._held.get(self.path)
+        if held is not None:
+            held[1] += 1
+            return self
+        try:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.rlock.release()
+            raise
+        self._held[self.path] = [fd, 1]
+        return self
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            return os.open(self.path, flags, 0o600)
+        except OSError:
+            if not os.path.islink(self.path):
+                raise
+            os.unlink(self.path)  # a planted symlink: removed, its target untouched
+            return os.open(self.path, flags, 0o600)
+
+    def __exit__(self, *_: Any) -> None:
+        held = self._held[self.path]
+        held[1] -= 1
+        if held[1] == 0:
+            del self._held[self.path]
+            fcntl.flock(held[0], fcntl.LOCK_UN)
+            os.close(held[0])
+        self.rlock.release()
+
+
+def stored_size_bytes(config: RunConfig) -> int:
+    """About how many bytes the run of ``config`` and its checkpoint take on disk."""
+    from .models import build_model
+    from .tasks import make_dataset
+    from .train import snapshot_schedule
+
+    data = make_dataset(config)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        n_params = sum(p.numel() for p in build_model(config, data.vocab_size, data.n_classes).parameters())
+    n_snap = len(snapshot_schedule(config.steps, config.n_snapshots))
+    return 4 * n_params * (2 * n_snap + 8) + 2 * 8 * config.steps * (len(METRICS) + 3) + _MB
 
 
 class RunStore:
     """Runs on disk keyed by :meth:`RunConfig.hash`, safe to share between processes.
 
-    ``checkpoint_every_s``: seconds of training between checkpoints of a run in
-    progress (a killed run resumes from the last one and ends bit-identical).
+    A run in progress is checkpointed every ``checkpoint_every_s`` seconds of training
+    and every ``checkpoint_every_steps`` steps (0: not by steps); a killed run resumes
+    from the last checkpoint and ends bit-identical to an uninterrupted one.
     """
 
+    _warned: set[str] = set()  # roots already reported as writable by others
+
     def __init__(self, path: Optional[str | os.PathLike[str]] = None,
-                 checkpoint_every_s: float = 30.0) -> None:
-        self.root = Path(path).expanduser() if path is not None else default_home()
+                 checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0) -> None:
+        self.root = Path(path).expanduser().absolute() if path is not None else default_home()
         self.checkpoint_every_s = checkpoint_every_s
+        self.checkpoint_every_steps = checkpoint_every_steps
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
 
+    def _runs(self) -> Path:
+        """``root/runs``, created private if missing; a root that other users can write
+        to is reported once per process."""
+        runs = self.root / "runs"
+        if not runs.is_dir():
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, exist_ok=True)
+            runs.mkdir(mode=0o700, exist_ok=True)
+        mode = self.root.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and str(self.root) not in self._warned:
+            self._warned.add(str(self.root))
+            who = "every user" if mode & stat.S_IWOTH else "its group"
+            warnings.warn(f"the run store {self.root} is writable by {who} (mode {stat.S_IMODE(mode):o}): "
+                          "whoever can write there decides what the book shows. Use chmod 700 unless "
+                          "it is a store shared on purpose.", StoreWarning, stacklevel=3)
+        return runs
+
     def _dir(self, config: RunConfig) -> Path:
         return self.root / "runs" / config.hash()
 
-    def _lock(self, config: RunConfig) -> FileLock:
-        (self.root / "runs").mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / "runs" / f"{config.hash()}.lock"))
+    def _run_dir(self, config: RunConfig) -> Path:
+        """The directory of ``config``'s run, created if missing; never a symlink."""
+        d = self._runs() / config.hash()
+        if d.is_symlink():
+            raise StoreError(f"{d} is a symbolic link: the store does not write through links")
+        d.mkdir(exist_ok=True)
+        return d
+
+    def _lock(self, config: RunConfig) -> _RunLock:
+        return _RunLock(self._runs() / f"{config.hash()}.lock")
 
     def _quarantine(self, path: Path, err: Exception) -> None:
-        bad = path.with_suffix(path.suffix + ".corrupt")
+        bad, n = path.with_name(path.name + ".corrupt"), 1
+        while os.path.lexists(bad):
+            n += 1
+            bad = path.with_name(f"{path.name}.{n}.corrupt")
         os.replace(path, bad)
         warnings.warn(f"{err}; kept aside as {bad.name}, the run will be retrained",
                       CorruptRunWarning, stacklevel=3)
 
-    def load(self, config: RunConfig) -> Optional[Run]:
-        """The stored run of ``config``, or None if there is none (or it was corrupt,
-        in which case it is reported and moved aside)."""
-        path = self._dir(config) / "run.bin"
-        if not path.exists():
+    def _read(self, config: RunConfig, name: str, parse: Any) -> Any:
+        """``parse`` of the checked payload of ``name`` in ``config``'s run directory;
+        None if it is missing, or damaged (then reported and moved aside)."""
+        path = self._dir(config) / name
+        if not os.path.lexists(path):
             return None
         try:
-            run = _run_from_bytes(_read_checked(path))
-        except (CorruptFile, ValueError, KeyError, OSError) as err:
+            return parse(_read_checked(path))
+        except _READ_ERRORS as err:
             with self._lock(config):
-                if path.exists():
+                if os.path.lexists(path):
                     self._quarantine(path, err if isinstance(err, CorruptFile)
                                      else CorruptFile(f"{path} cannot be read: {err}"))
             return None
-        if run.config != config:
-            raise RuntimeError(f"{path} holds {run.config}, not {config}: hash collision?")
+
+    def load(self, config: RunConfig) -> Optional[Run]:
+        """The stored run of ``config``, or None if there is none (or it was corrupt,
+        in which case it is reported and moved aside)."""
+        run = self._read(config, "run.bin", _run_from_bytes)
+        if run is not None and run.config != config:
+            raise RuntimeError(f"{self._dir(config) / 'run.bin'} holds {run.config}, not {config}: "
+                               "hash collision?")
         return run
 
     def __contains__(self, config: RunConfig) -> bool:
-        return (self._dir(config) / "run.bin").exists()
+        return os.path.lexists(self._dir(config) / "run.bin")
+
+    def _check_space(self, need: int) -> None:
+        free = shutil.disk_usage(self._runs()).free
+        if free < need:
+            raise StoreError(f"not enough space in {self.root}: {free / _MB:.0f} MB free, a run needs "
+                             f"about {need / _MB:.0f} MB; free some space or set GROKBOOK_HOME elsewhere")
 
     def save(self, run: Run, note: str = "") -> None:
         """Store ``run`` (atomically) under its config's hash, with a line in train.log."""
-        d = self._dir(run.config)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1))
-        _write_atomic(d / "run.bin", _run_to_bytes(run))
-        with open(self.root / "train.log", "a") as log:
-            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run.config.hash()} "
-                      f"{run.wall_time_s:.1f}s{note}\n")
+        d = self._run_dir(run.config)
+        payload = _run_to_bytes(run)
+        self._check_space(2 * len(payload))
+        _write_atomic(d / "config.json", json.dumps(run.config.to_dict(), indent=1).encode(), framed=False)
+        _write_atomic(d / "run.bin", payload)
+        line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run.config.hash()} "
+                f"{run.wall_time_s:.1f}s{note}\n").encode()
+        log = self.root / "train.log"
+        if log.is_symlink():
+            log.unlink()  # a planted link: removed, its target untouched
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _finish(self, run: Run, note: str) -> None:
+        """Store a run just trained and drop its checkpoint; if it cannot be stored,
+        warn and keep the checkpoint (the caller still gets ``run``)."""
+        try:
+            self.save(run, note)
+        except OSError as err:
+            warnings.warn(f"the run {run.config.hash()} was trained but could not be stored ({err}); "
+                          "it is returned, and its last checkpoint is kept", StoreWarning, stacklevel=3)
+            return
+        (self._dir(run.config) / "checkpoint.bin").unlink(missing_ok=True)
 
     def _load_checkpoint(self, config: RunConfig) -> Optional[TrainState]:
-        path = self._dir(config) / "checkpoint.bin"
-        if not path.exists():
-            return None
-        try:
-            return pickle.loads(_read_checked(path))
-        except (CorruptFile, pickle.UnpicklingError, EOFError, AttributeError) as err:
-            self._quarantine(path, err if isinstance(err, CorruptFile)
-                             else CorruptFile(f"{path} cannot be read: {err}"))
-            return None
+        return self._read(config, "checkpoint.bin", _state_from_bytes)
 
     def _save_checkpoint(self, config: RunConfig, state: TrainState) -> None:
-        _write_atomic(self._dir(config) / "checkpoint.bin", pickle.dumps(state))
+        """Write ``state``; a failed write (a full disk) is reported and training goes on."""
+        try:
+            _write_atomic(self._run_dir(config) / "checkpoint.bin", _state_to_bytes(state))
+        except OSError as err:
+            warnings.warn(f"checkpoint of run {config.hash()} at step {state.step} not written ({err}); "
+                          "training goes on", StoreWarning, stacklevel=2)
 
     def get_or_train(self, config: RunConfig, **fit_kwargs: Any) -> Run:
         """The run of ``config``: loaded if stored, else trained (resuming from its
         checkpoint if there is one) and stored. Concurrent callers for the same config
-        wait for one another: the run is trained once."""
+        wait for one another: the run is trained once. ``StoreError`` before training
+        if the disk cannot hold the result."""
         run = self.load(config)
         if run is not None:
             return run
@@ -188,15 +389,58 @@ class RunStore:
             run = self.load(config)  # another process may have finished it meanwhile
             if run is not None:
                 return run
+            self._check_space(stored_size_bytes(config))
             state = self._load_checkpoint(config)
+            if state is not None and state.origin != "single":
+                state = None  # an ensemble's checkpoint: only that ensemble resumes from it
             run = fit(config, state=state, checkpoint=lambda s: self._save_checkpoint(config, s),
-                      checkpoint_every_s=self.checkpoint_every_s, **fit_kwargs)
-            self.save(run, note=f" resumed from step {state.step}" if state else "")
-            (self._dir(config) / "checkpoint.bin").unlink(missing_ok=True)
+                      checkpoint_every_s=self.checkpoint_every_s,
+                      checkpoint_every_steps=self.checkpoint_every_steps, **fit_kwargs)
+            self._finish(run, f" resumed from step {state.step}" if state else "")
             return run
 
+    def get_or_train_ensemble(self, configs: Sequence[RunConfig]) -> list[Run]:
+        """The runs of ``configs`` (which must be stackable, see
+        :func:`grokbook.ensemble.stackable`): those not stored are trained together as one
+        ensemble, checkpointed like single runs (each row in its run's directory) and
+        resumed when every row's checkpoint comes from this same ensemble."""
+        from .ensemble import ensemble_origin, fit_ensemble
+
+        unique = list({c.hash(): c for c in configs}.values())
+        with contextlib.ExitStack() as locks:
+            for c in sorted(unique, key=RunConfig.hash):  # one order everywhere: no deadlock
+                locks.enter_context(self._lock(c))
+            runs = {c.hash(): self.load(c) for c in unique}
+            todo = [c for c in unique if runs[c.hash()] is None]
+            if len(todo) == 1:
+                runs[todo[0].hash()] = self.get_or_train(todo[0], progress=False)
+            elif todo:
+                need = sum(stored_size_bytes(c) for c in todo)
+                self._check_space(need)
+                origin = ensemble_origin(todo)
+                states = [self._load_checkpoint(c) for c in todo]
+                resume = all(s is not None and s.origin == origin and s.step == states[0].step for s in states)
+
+                def checkpoint(rows: list[TrainState]) -> None:
+                    for c, s in zip(todo, rows):
+                        self._save_checkpoint(c, s)
+
+                trained = fit_ensemble(todo, states=states if resume else None, checkpoint=checkpoint,
+                                       checkpoint_every_s=self.checkpoint_every_s,
+                                       checkpoint_every_steps=self.checkpoint_every_steps)
+                note = f" (ensemble{f', resumed from step {states[0].step}' if resume else ''})"
+                for run in trained:
+                    self._finish(run, note)
+                    runs[run.config.hash()] = run
+        return [runs[c.hash()] for c in configs]  # type: ignore[misc]
+
     def configs(self) -> Iterator[RunConfig]:
-        """Configs of every stored (finished) run."""
+        """Configs of every stored (finished) run; an unreadable ``config.json`` is
+        reported and skipped."""
         for p in sorted((self.root / "runs").glob("*/config.json")):
-            if (p.parent / "run.bin").exists():
-                yield RunConfig.from_dict(json.loads(p.read_text()))
+            if not (p.parent / "run.bin").exists():
+                continue
+            try:
+                yield RunConfig.from_dict(json.loads(_read_regular(p)))
+            except (CorruptFile, ValueError, TypeError, OSError) as err:
+                warnings.warn(f"{p} skipped: {err}", CorruptRunWarning, stacklevel=2)

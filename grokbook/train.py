@@ -118,11 +118,14 @@ class TrainState:
     theta0: torch.Tensor
     prev_delta: torch.Tensor
     wall_time_s: float = 0.0
+    #: Which trainer wrote it: ``"single"`` (:func:`fit`) or ``"ensemble:<group key>"``
+    #: (:func:`grokbook.ensemble.fit_ensemble`); a run resumes only from its own kind.
+    origin: str = "single"
 
     def to_cpu(self) -> "TrainState":
         return TrainState(self.step, self.flat.cpu(), {k: v.cpu() for k, v in self.opt.items()},
                           self.metrics, list(self.val), list(self.snapshots), self.theta0.cpu(),
-                          self.prev_delta.cpu(), self.wall_time_s)
+                          self.prev_delta.cpu(), self.wall_time_s, self.origin)
 
 
 def flatten_parameters(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,25 +206,32 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM at a consistent step (checkpointed when
+    the run has a store)."""
+
+
 class _Interrupt:
-    """Turns SIGINT into a flag checked between iterations, so that a Ctrl-C stops the
-    run at a consistent state that can be checkpointed."""
+    """Turns SIGINT and SIGTERM into a flag checked between iterations, so that Ctrl-C
+    or a scheduler's kill stops the run at a consistent state that can be checkpointed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.hit = False
-        self.old: Any = None
+        self.hit: Optional[str] = None
+        self.old: dict[int, Any] = {}
 
     def __enter__(self) -> "_Interrupt":
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._handle)
+            self.old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
-    def _handle(self, *_: Any) -> None:
-        self.hit = True
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.hit = signal.Signals(signum).name
 
     def __exit__(self, *_: Any) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        for s, old in self.old.items():
+            signal.signal(s, old)
 
 
 def default_device() -> torch.device:
@@ -238,13 +248,15 @@ def evaluate(model: nn.Module, config: RunConfig, x: torch.Tensor, y: torch.Tens
 
 def fit(config: RunConfig, *, state: Optional[TrainState] = None,
         checkpoint: Optional[Callable[[TrainState], None]] = None,
-        checkpoint_every_s: float = 30.0, progress: Optional[bool] = None,
-        device: Optional[torch.device | str] = None) -> Run:
+        checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0,
+        progress: Optional[bool] = None, device: Optional[torch.device | str] = None) -> Run:
     """Train ``config`` from scratch, or from ``state``, and return the :class:`Run`.
 
-    ``checkpoint(state)`` is called every ``checkpoint_every_s`` seconds of training and
-    on Ctrl-C (after which ``KeyboardInterrupt`` is raised). ``progress``: a tqdm bar;
-    None shows it only on a terminal. ``device``: CUDA when available by default.
+    ``checkpoint(state)`` is called after every ``checkpoint_every_s`` seconds of
+    training, after every iteration count that is a multiple of
+    ``checkpoint_every_steps`` (0: never), and on SIGINT or SIGTERM, after which
+    :class:`TrainingInterrupted` is raised. ``progress``: a tqdm bar; None shows it only
+    on a terminal. ``device``: CUDA when available by default.
     """
     from tqdm import tqdm
 
@@ -305,6 +317,14 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
                desc=f"train {config.task} p={config.p} r={config.r}", leave=False)
     start = last_ckpt = time.perf_counter()
     update_every = max(1, steps // 100)
+    checked = t0  # metric rows up to here are known to be finite
+    saved_at = -1
+
+    def save(t_done: int) -> None:
+        nonlocal last_ckpt, saved_at
+        checkpoint(make_state(t_done))  # type: ignore[misc]
+        last_ckpt, saved_at = time.perf_counter(), t_done
+
     diverged_at = None
     with _Interrupt() as interrupt:
         for t in range(t0, steps):
@@ -331,20 +351,25 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
                        torch.tensor(float("nan"), device=dev))
             metrics[t] = torch.stack(row)
             prev_delta, delta = delta, prev_delta
-            if (t + 1) % update_every == 0 or t + 1 == steps or interrupt.hit:
-                if not torch.isfinite(metrics[max(0, t + 1 - update_every):t + 1, 0]).all():
-                    losses = metrics[:t + 1, 0].cpu().numpy()
+            done = t + 1
+            step_due = checkpoint_every_steps > 0 and done % checkpoint_every_steps == 0
+            if done % update_every == 0 or done == steps or step_due or interrupt.hit:
+                if not torch.isfinite(metrics[checked:done, 0]).all():
+                    losses = metrics[:done, 0].cpu().numpy()
                     diverged_at = int(np.flatnonzero(~np.isfinite(losses))[0])
                     break
-                bar.update(t + 1 - bar.n)
+                checked = done
+                bar.update(done - bar.n)
                 bar.set_postfix(loss=f"{float(metrics[t, 0]):.3g}", refresh=False)
-                now = time.perf_counter()
-                if checkpoint is not None and (interrupt.hit or now - last_ckpt > checkpoint_every_s):
-                    checkpoint(make_state(t + 1))
-                    last_ckpt = now
-                if interrupt.hit:
+                if checkpoint is not None and done < steps and (
+                        step_due or time.perf_counter() - last_ckpt > checkpoint_every_s):
+                    save(done)
+                if interrupt.hit and done < steps:  # also when the signal came during the checkpoint above
+                    if checkpoint is not None and saved_at != done:
+                        save(done)
                     bar.close()
-                    raise KeyboardInterrupt(f"training interrupted at step {t + 1}; checkpoint saved")
+                    kept = "checkpoint saved" if checkpoint is not None else "no checkpoint (no store)"
+                    raise TrainingInterrupted(f"training interrupted by {interrupt.hit} at step {done}; {kept}")
         else:
             observe(steps)
     bar.close()
