@@ -4,26 +4,38 @@ validate new values and profiles, execute them with papermill.
 A chapter is a MyST markdown notebook ``book/NN_name.md`` with one code cell tagged
 ``parameters``: each line ``name = literal  # help`` declares a parameter whose type is
 the type of its default. Papermill itself accepts any parameter name silently; here an
-unknown name, profile or chapter, or a value that does not parse as the parameter's
-type, raises :class:`ChapterError` before anything is executed or written.
+unknown name, profile or chapter, a value that does not parse as the parameter's type
+or is outside the allowed values of the :class:`~grokbook.config.RunConfig` field it
+stands for, an output that is a directory or an unreachable scheduler raises
+:class:`ChapterError` before anything is executed or written.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
+from .config import FieldError, RunConfig, check_field
+
+_FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+
 
 class ChapterError(ValueError):
-    """A chapter, profile, parameter name or value that does not exist or parse."""
+    """A chapter, profile, parameter name or value that does not exist, parse or
+    validate; an output or scheduler that cannot be used; or a chapter whose execution
+    failed. The message is one line."""
 
 
 def book_root() -> Path:
@@ -43,9 +55,20 @@ class Parameter:
     default: Any
     help: str
 
+    @property
+    def item_type(self) -> Optional[type]:
+        """A list parameter's element type: that of its default's elements (float when
+        they mix ints and floats); None for another parameter or an empty default."""
+        types = {type(x) for x in self.default} if self.type is list else set()
+        if types == {int, float}:
+            return float
+        return types.pop() if len(types) == 1 else None
+
     def parse(self, value: Any) -> Any:
-        """``value`` (a CLI string or a YAML value) as this parameter's type."""
-        t, where = self.type, f"parameter {self.name!r} ({self.type.__name__})"
+        """``value`` (a CLI string or a YAML value) as this parameter's type; a list's
+        elements as :attr:`item_type` (an int is taken for a float)."""
+        t, it = self.type, self.item_type
+        where = f"parameter {self.name!r} ({t.__name__}{f' of {it.__name__}' if it else ''})"
         if isinstance(value, str) and t is not str:
             if t is bool:
                 low = value.strip().lower()
@@ -64,6 +87,11 @@ class Parameter:
             value = list(value)
         if not isinstance(value, t) or (t is int and isinstance(value, bool)):
             raise ChapterError(f"{where}: {value!r} is a {type(value).__name__}, not {t.__name__}")
+        if it is not None:
+            value = [float(x) if it is float and type(x) is int else x for x in value]
+            bad = [x for x in value if type(x) is not it]
+            if bad:
+                raise ChapterError(f"{where}: element {bad[0]!r} is a {type(bad[0]).__name__}, not {it.__name__}")
         return value
 
 
@@ -139,26 +167,141 @@ def load_profile(profile: str, chapter: Chapter, root: Optional[Path] = None) ->
         raise ChapterError(f"profile {profile!r}: {err}") from None
 
 
+def field_of(param: Parameter) -> Optional[str]:
+    """The RunConfig field whose allowed values chapter parameter ``param`` (or, for a
+    list, each of its elements) must take, or None. A field of the same name; for a
+    list, the field it is the plural (``lrs``, ``extra_seeds``) or ``*_grid`` of
+    (``r_grid``); else the field its name ends with after a prefix (``adamw_lr``,
+    ``ch1_n_heads``, ``control_steps``); else ``steps`` for an int named ``*steps*``."""
+    name = param.name
+    if param.type is list:
+        name = name[:-5] if name.endswith("_grid") else name[:-1] if name.endswith("s") else ""
+    for field in sorted(_FIELDS, key=len, reverse=True):
+        if name == field or name.endswith("_" + field):
+            return field
+    return "steps" if param.type is int and "steps" in param.name else None
+
+
+def check_run_values(chapter: Chapter, values: dict[str, Any]) -> None:
+    """Raise :class:`ChapterError` naming the parameter and its allowed values unless
+    the chapter's parameters (``values`` over the defaults) give valid runs: those
+    named as RunConfig fields form one :class:`RunConfig`; each element of a list
+    parameter for a field (see :func:`field_of`) must be valid in its place; any other
+    parameter for a field must be a valid value of that field on its own."""
+    merged = {**{k: p.default for k, p in chapter.parameters.items()}, **values}
+    try:
+        base = RunConfig(**{k: v for k, v in merged.items() if k in _FIELDS})
+    except FieldError as err:
+        if err.field in merged:
+            raise ChapterError(f"parameter {err.field!r} = {err.value!r} is invalid: {err.allowed}") from None
+        raise ChapterError(f"the parameters of chapter {chapter.name!r} give an invalid run: {err}") from None
+    for name, value in merged.items():
+        field = field_of(chapter.parameters[name])
+        if field is None or name in _FIELDS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                if isinstance(value, list):
+                    base.replace(**{field: item})
+                else:
+                    check_field(field, item)
+            except FieldError as err:
+                if err.field != field:  # a constraint between fields
+                    reason = str(err)
+                elif isinstance(value, list):
+                    reason = f"{item!r} is not {err.allowed}"
+                else:
+                    reason = err.allowed
+                raise ChapterError(f"parameter {name!r} = {value!r} is invalid: {reason}") from None
+
+
+def check_scheduler(address: str, timeout: float = 3.0) -> None:
+    """Raise :class:`ChapterError` unless a TCP connection to the Dask scheduler at
+    ``address`` (``tcp://host:port``, ``tls://host:port`` or ``host:port``; port 8786
+    if none) opens within ``timeout`` seconds. Other protocols are not checked."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ("tcp", "tls"):
+        return
+    try:
+        parts = urllib.parse.urlsplit(f"//{rest}")
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        host = None
+    if not host:
+        raise ChapterError(f"scheduler {address!r} is not an address like tcp://host:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise ChapterError(f"cannot reach the scheduler {address} ({host}:{port}): "
+                           f"{err.strerror or err or type(err).__name__}") from None
+
+
+def _one_line(err: BaseException) -> str:
+    """The kernel's error as one line: papermill's ``ename: evalue``, else the
+    exception's type and first line."""
+    ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
+    lines = str(evalue).strip().splitlines()
+    return f"{ename}: {lines[0]}" if lines else ename
+
+
 def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: Optional[str] = None,
                 output: Optional[Path] = None, html: bool = False, root: Optional[Path] = None,
-                log_output: bool = False) -> Path:
+                log_output: bool = False, scheduler: Optional[str] = None) -> Path:
     """Execute chapter ``name`` with papermill: the profile's values, then ``values`` on
-    top. Everything is validated first; nothing runs or is written if it fails.
-    Returns the executed notebook's path (default ``<name>.ipynb`` in the working
-    directory); with ``html`` also writes the HTML beside it."""
+    top, its sweeps sent to the Dask ``scheduler`` if one is given. Everything is
+    validated first; nothing runs or is written if it fails. Returns the executed
+    notebook's path (default ``<name>.ipynb`` in the working directory); with ``html``
+    also writes the HTML beside it.
+
+    The notebook is written under a temporary name beside the output and renamed over
+    it only on success: if the chapter fails, an existing output is kept, the failed
+    notebook is left at ``<output stem>.failed.ipynb`` and :class:`ChapterError` says
+    the kernel's error and that path."""
     import jupytext
     import papermill
 
     chapter = get_chapter(name, root)
     params = load_profile(profile, chapter, root) if profile else {}
     params.update(chapter.resolve(values or {}))
+    check_run_values(chapter, params)
     output = Path(output or f"{chapter.name}.ipynb").resolve()
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / f"{chapter.path.stem}.ipynb"
-        jupytext.write(jupytext.read(chapter.path), src)
+    if output.is_dir():
+        raise ChapterError(f"output {output} is a directory; name a notebook file, e.g. "
+                           f"{output / (chapter.name + '.ipynb')}")
+    if scheduler:
+        check_scheduler(scheduler)
+    try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(src), str(output), parameters=params, cwd=str(chapter.path.parent),
-                                   kernel_name="python3", progress_bar=False, log_output=log_output)
+    except OSError as err:
+        raise ChapterError(f"cannot create the directory of output {output}: {err.strerror or err}") from None
+    running = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb")
+    failed = output.with_name(f"{output.stem}.failed.ipynb")
+    old_scheduler = os.environ.get("GROKBOOK_SCHEDULER")
+    if scheduler:
+        os.environ["GROKBOOK_SCHEDULER"] = scheduler  # read by grokbook.sweep in the kernel
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / f"{chapter.path.stem}.ipynb"
+            jupytext.write(jupytext.read(chapter.path), src)
+            papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
+                                       kernel_name="python3", progress_bar=False, log_output=log_output)
+    except BaseException as err:
+        kept = running.exists()
+        if kept:
+            os.replace(running, failed)
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit
+            raise
+        where = f"the failed notebook is {failed}" if kept else "no notebook was written"
+        raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
+    finally:
+        if scheduler:
+            if old_scheduler is None:
+                os.environ.pop("GROKBOOK_SCHEDULER", None)
+            else:
+                os.environ["GROKBOOK_SCHEDULER"] = old_scheduler
+    os.replace(running, output)
     if html:
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)], check=True)
     return output

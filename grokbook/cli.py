@@ -21,14 +21,12 @@ def _chapters(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.scheduler:
-        os.environ["GROKBOOK_SCHEDULER"] = args.scheduler  # read by grokbook.sweep in the kernel
     values = dict(args.param or [])
     if len(values) != len(args.param or []):
         raise ChapterError("a parameter is given twice with -p")
     out = run_chapter(args.chapter, values, profile=args.profile,
                       output=Path(args.output) if args.output else None, html=args.html,
-                      log_output=args.verbose)
+                      log_output=args.verbose, scheduler=args.scheduler)
     print(f"wrote {out}")
     return 0
 
@@ -50,16 +48,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="set a parameter (repeatable)")
     run.add_argument("--profile", help="a parameter set from book/profiles/ (e.g. smoke, paper)")
-    run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb)")
+    run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb); replaced only if the "
+                     "chapter succeeds, else the failed notebook is kept beside it as NAME.failed.ipynb")
     run.add_argument("--html", action="store_true", help="also write HTML next to it")
     run.add_argument("--scheduler", metavar="ADDRESS",
-                     help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786)")
+                     help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786); "
+                     "refused if it does not accept a connection within 3 s")
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
     run.set_defaults(func=_run)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")
     build.add_argument("--all", action="store_true", help="rebuild every page")
     build.set_defaults(func=_build)
     args = parser.parse_args(argv)
+    home = os.environ.get("GROKBOOK_HOME")
+    if home:  # kernels run in book/: a relative store path means the caller's directory
+        os.environ["GROKBOOK_HOME"] = str(Path(home).expanduser().absolute())
     try:
         return args.func(args)
     except ChapterError as err:

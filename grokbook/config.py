@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 #: Bumped whenever a change to the training code changes what a config trains, so
 #: that runs cached by an older version are not mistaken for current ones.
@@ -21,6 +23,46 @@ TASKS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "s5", "digits
 MODELS = ("transformer", "mlp")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("ce", "mse")
+
+#: Largest modulus: a task has up to ``p * p`` examples (16.8 million at the bound, the
+#: book uses p <= 113), so that a typo such as ``p=970000`` is refused instead of asking
+#: for terabytes.
+MAX_P = 2**12
+#: Seeds are below 2**32 (numpy's classic seed range). torch takes seeds up to
+#: 2**64 - 1, but the minibatch order is seeded with ``seed * 1_000_003 + epoch``
+#: (:mod:`grokbook.train`), which stays below that for every seed under this bound.
+SEED_LIMIT = 2**32
+
+_SEEDS = "an integer in [0, 2**32)"
+_AT_LEAST_1 = "an integer >= 1"
+
+#: Each field's allowed values: a test of the (already typed) value and its wording.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+    "p": (lambda v: 2 <= v <= MAX_P, f"an integer from 2 to {MAX_P}"),
+    "r": (lambda v: 0.0 < v < 1.0, "a train fraction strictly between 0 and 1"),
+    "data_seed": (lambda v: 0 <= v < SEED_LIMIT, _SEEDS),
+    "model": (lambda v: v in MODELS, f"one of {', '.join(MODELS)}"),
+    "n_layers": (lambda v: v >= 1, _AT_LEAST_1),
+    "d_model": (lambda v: v >= 1, _AT_LEAST_1),
+    "n_heads": (lambda v: v >= 1, _AT_LEAST_1),
+    "d_mlp": (lambda v: v >= 0, "an integer >= 0 (0 means 4 * d_model)"),
+    "init_scale": (lambda v: v > 0, "a positive finite number"),
+    "layer_norm": (lambda v: True, "true or false (or 1 or 0)"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "lr": (lambda v: v > 0, "a positive finite learning rate"),
+    "weight_decay": (lambda v: v >= 0, "a finite number >= 0"),
+    "betas": (lambda v: len(v) == 2 and all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
+    "momentum": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+    "warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
+    "batch_size": (lambda v: v >= 0, "an integer >= 0 (0 means full batch)"),
+    "grad_clip": (lambda v: v >= 0, "a finite number >= 0 (0 means no clipping)"),
+    "loss": (lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}"),
+    "fixed_norm": (lambda v: v >= 0, "a finite number >= 0 (0 means unconstrained)"),
+    "steps": (lambda v: v >= 1, _AT_LEAST_1),
+    "seed": (lambda v: 0 <= v < SEED_LIMIT, _SEEDS),
+    "n_snapshots": (lambda v: v >= 2, "an integer >= 2 (first and last)"),
+}
 
 
 def is_prime(n: int) -> bool:
@@ -35,8 +77,65 @@ def is_prime(n: int) -> bool:
     return True
 
 
+class FieldError(ValueError):
+    """An invalid :class:`RunConfig` field: ``field``, ``value`` and the ``allowed``
+    values in words (the message says all three)."""
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        super().__init__(f"RunConfig.{field} = {value!r} is invalid: {allowed}")
+        self.field, self.value, self.allowed = field, value, allowed
+
+    def __reduce__(self) -> tuple:  # picklable, e.g. from a worker process
+        return FieldError, (self.field, self.value, self.allowed)
+
+
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"RunConfig.{name} = {value!r} is invalid: {allowed}")
+    raise FieldError(name, value, allowed)
+
+
+def _real(value: Any) -> Any:
+    """``value`` as a finite float, or None when it is not a real number (bools are not)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _typed(kind: str, value: Any) -> Any:
+    """``value`` as a field of type ``kind`` (an annotation's text) stores it, or None
+    when it has another type: ints are ints (not bools), floats finite reals, bools
+    bools or 0/1."""
+    if kind == "str":
+        return value if isinstance(value, str) else None
+    if kind == "int":
+        return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    if kind == "float":
+        return _real(value)
+    if kind == "bool":
+        ok = isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1))
+        return bool(value) if ok else None
+    if isinstance(value, (str, bytes)):  # betas: a sequence of floats
+        return None
+    try:
+        items = tuple(_real(b) for b in value)
+    except TypeError:
+        return None
+    return None if None in items else items
+
+
+def check_field(name: str, value: Any, *, bounds: bool = True) -> Any:
+    """``value`` as RunConfig field ``name`` stores it (an int for a float field becomes
+    a float, 0/1 for a bool field a bool, a list of betas a tuple); raises
+    :class:`FieldError` naming the field if its type is wrong or, with ``bounds``, if
+    it is out of the field's range. Constraints between fields are not checked here."""
+    test, allowed = _RULES[name]
+    typed = _typed(_KINDS[name], value)
+    if typed is None or (bounds and not test(typed)):
+        _fail(name, value, allowed)
+    return typed
 
 
 @dataclass(frozen=True)
@@ -44,8 +143,8 @@ class RunConfig:
     """Everything that determines one training run.
 
     Data: ``task`` (one of :data:`TASKS`; ``digits`` is scikit-learn's bundled 8x8
-    digits, 1797 images, for the MLP only), modulus ``p`` (ignored by ``s5`` and
-    ``digits``), train
+    digits, 1797 images, for the MLP only), modulus ``p`` (at most :data:`MAX_P`;
+    ignored by ``s5`` and ``digits``), train
     fraction ``r`` in (0, 1) and the ``data_seed`` of the split.
     Model: ``model`` (``transformer`` or ``mlp``), ``n_layers``, ``d_model``,
     ``n_heads``, ``d_mlp`` (hidden width of the feed-forward block, 0 means
@@ -59,7 +158,8 @@ class RunConfig:
     (if > 0, the whole weight vector is rescaled to this l2 norm at initialisation and
     after every update: the constrained training of Omnigrok).
     Schedule: ``steps`` optimiser updates, ``seed`` for the initial weights and the
-    minibatch order, ``n_snapshots`` weight snapshots (dense early, geometric later).
+    minibatch order (seeds are below :data:`SEED_LIMIT`), ``n_snapshots`` weight
+    snapshots (dense early, geometric later).
     """
 
     task: str = "add"
@@ -88,64 +188,31 @@ class RunConfig:
     n_snapshots: int = 40
 
     def __post_init__(self) -> None:
-        # Accept lists for betas (YAML and JSON give lists) but store a tuple.
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        # An int given for a float field (``weight_decay=1``) is stored as a float, so
-        # that equal configs have one hash: JSON writes 1 and 1.0 differently.
+        # Store every field as its type, so that equal configs have one hash: an int
+        # given for a float field (``weight_decay=1``) as a float (JSON writes 1 and 1.0
+        # differently), 0/1 for a bool as a bool, a list of betas (YAML and JSON give
+        # lists) as a tuple.
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in (float, "float") and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
+            object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name), bounds=False))
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field and its allowed range."""
-        if self.task not in TASKS:
-            _fail("task", self.task, f"one of {', '.join(TASKS)}")
+        """Raise :class:`FieldError` (a ``ValueError``) naming the first invalid field
+        and its allowed values."""
+        for f in dataclasses.fields(self):
+            if f.name == "p" and self.task in ("s5", "digits"):
+                check_field("p", self.p, bounds=False)  # p is not used by these tasks
+            else:
+                check_field(f.name, getattr(self, f.name))
         if self.task == "digits" and self.model != "mlp":
             _fail("model", self.model, "'mlp' for task 'digits' (images are not token sequences)")
-        if self.task not in ("s5", "digits"):
-            if not isinstance(self.p, int) or self.p < 2:
-                _fail("p", self.p, "an integer >= 2")
-            if self.task == "div" and not is_prime(self.p):
-                _fail("p", self.p, "a prime number for task 'div' (every b needs an inverse)")
-        if not 0.0 < self.r < 1.0:
-            _fail("r", self.r, "a train fraction strictly between 0 and 1")
-        if self.model not in MODELS:
-            _fail("model", self.model, f"one of {', '.join(MODELS)}")
-        for name in ("n_layers", "d_model", "n_heads", "steps"):
-            if int(getattr(self, name)) < 1:
-                _fail(name, getattr(self, name), "an integer >= 1")
+        if self.task == "div" and not is_prime(self.p):
+            _fail("p", self.p, "a prime number for task 'div' (every b needs an inverse)")
         if self.d_model % self.n_heads:
             _fail("n_heads", self.n_heads, f"a divisor of d_model = {self.d_model}")
-        if self.d_mlp < 0:
-            _fail("d_mlp", self.d_mlp, "an integer >= 0 (0 means 4 * d_model)")
-        if not self.init_scale > 0:
-            _fail("init_scale", self.init_scale, "a positive number")
-        if self.optimizer not in OPTIMIZERS:
-            _fail("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
-        if not self.lr > 0:
-            _fail("lr", self.lr, "a positive learning rate")
-        if self.weight_decay < 0:
-            _fail("weight_decay", self.weight_decay, "a number >= 0")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            _fail("betas", self.betas, "two numbers in [0, 1)")
-        if not 0.0 <= self.momentum < 1.0:
-            _fail("momentum", self.momentum, "a number in [0, 1)")
-        if self.warmup_steps < 0:
-            _fail("warmup_steps", self.warmup_steps, "an integer >= 0")
-        if self.batch_size < 0:
-            _fail("batch_size", self.batch_size, "an integer >= 0 (0 means full batch)")
-        if self.grad_clip < 0:
-            _fail("grad_clip", self.grad_clip, "a number >= 0 (0 means no clipping)")
-        if self.loss not in LOSSES:
-            _fail("loss", self.loss, f"one of {', '.join(LOSSES)}")
-        if self.seed < 0 or self.data_seed < 0:
-            _fail("seed", self.seed, "an integer >= 0")
-        if self.fixed_norm < 0:
-            _fail("fixed_norm", self.fixed_norm, "a number >= 0 (0 means unconstrained)")
-        if self.n_snapshots < 2:
-            _fail("n_snapshots", self.n_snapshots, "an integer >= 2 (first and last)")
+        n = {"s5": 120 * 120, "digits": 1797, "div": self.p * (self.p - 1)}.get(self.task, self.p * self.p)
+        if not 0 < round(self.r * n) < n:
+            _fail("r", self.r, f"a train fraction that leaves both splits non-empty ({n} examples)")
 
     @property
     def hidden(self) -> int:
@@ -175,3 +242,7 @@ class RunConfig:
         """Stable 16-hex-digit identity of the run (fields and training-code version)."""
         blob = json.dumps({"v": TRAIN_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Each field's type as the text of its annotation (``"int"``, ``"tuple[float, float]"``).
+_KINDS = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}

@@ -27,13 +27,21 @@ Executors:
       cluster = SLURMCluster(cores=4, memory="16GB", walltime="02:00:00")
       cluster.scale(jobs=8)
       runs = grokbook.sweep(configs, executor=Client(cluster))
+
+Local worker processes run the main script's top-level code when they start, so a script
+must call ``sweep`` under ``if __name__ == "__main__":``; without it the sweep warns and
+trains in its own process. Workers exit when the sweep's process dies, even when killed.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 import os
+import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import RunConfig
@@ -65,18 +73,78 @@ def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int = 0
 
 def _train_groups(groups: list[list[RunConfig]], store: RunStore, bar=None) -> None:
     """Train each group as an ensemble when it stacks, else run by run; store them."""
-    from .ensemble import fit_ensemble, stackable
+    from .ensemble import stackable
 
     for group in groups:
         if len(group) > 1 and stackable(group):
-            for run in fit_ensemble(group):
-                if run.config not in store:
-                    store.save(run, note=" (ensemble)")
+            store.get_or_train_ensemble(group)
         else:
             for c in group:
                 store.get_or_train(c, progress=False)
         if bar is not None:
             bar.update(len(group))
+
+
+def _exit_with_parent() -> None:
+    """Worker initializer: a daemon thread that ends this process as soon as its parent
+    dies (else a killed sweep leaves its workers training, then idle, for ever). It waits
+    on the parent's sentinel, which multiprocessing makes ready when the parent exits."""
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="grokbook-parent-watch", daemon=True).start()
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    return ast.unparse(test).replace("'", '"') in ('__name__ == "__main__"', '"__main__" == __name__')
+
+
+def _unguarded_main() -> Optional[str]:
+    """The main script's path if this call comes from its top-level code outside an
+    ``if __name__ == "__main__":`` block, else None. A spawned worker process runs the
+    main script's top-level code when it starts: there it would start a sweep of its own,
+    which multiprocessing refuses, and the pool breaks (``BrokenProcessPool``)."""
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if main is None or getattr(main, "__file__", None) is None or spec_name.endswith("__main__"):
+        return None  # a worker does not run this main module (python -c, notebooks, python -m pkg)
+    frame = sys._getframe()
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(frame.f_code.co_filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and _is_main_guard(node.test)
+                and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)):
+            return None
+    return frame.f_code.co_filename
+
+
+def _processes_usable(n_proc: int) -> bool:
+    """Whether worker processes can be started for this sweep; if not (a script without
+    a main guard), warn that the sweep trains in this process, and how to fix it."""
+    script = _unguarded_main()
+    if script is not None:
+        warnings.warn(f"{script} calls grokbook.sweep outside an `if __name__ == \"__main__\":` block, and worker "
+                      f"processes run the script's top-level code when they start, so this sweep trains in this "
+                      f"process instead of {n_proc}. To use {n_proc} processes, put the script's code under "
+                      f"`if __name__ == \"__main__\":`.", RuntimeWarning, stacklevel=3)
+    return script is None
 
 
 def _local_processes(groups: list[list[RunConfig]]) -> int:
@@ -99,7 +167,9 @@ def _train_in_processes(groups: list[list[RunConfig]], n_proc: int, root: str, b
     threads = max(1, (os.cpu_count() or 1) // n_proc)
     ordered = sorted(groups, key=lambda g: -len(g) * g[0].steps * g[0].r * g[0].p ** 2)
     # spawn, not fork: a forked child of a process that already ran OpenMP (torch) can hang.
-    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Workers exit when this process dies (even by SIGKILL), instead of training on as orphans.
+    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent) as pool:
         futures = {pool.submit(_train_group, [c.to_dict() for c in g], root, threads): len(g) for g in ordered}
         for f in as_completed(futures):
             f.result()
@@ -128,7 +198,11 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
 
     configs = list(configs)
     store = store or RunStore()
-    todo = list({c.hash(): c for c in configs if c not in store}.values())
+    # load, not `c in store`: a corrupt stored run is moved aside here (CorruptRunWarning)
+    # and trained again by this sweep
+    unique = {c.hash(): c for c in configs}
+    found = {h: store.load(c) for h, c in unique.items()}
+    todo = [c for h, c in unique.items() if found[h] is None]
     if executor is None and os.environ.get("GROKBOOK_SCHEDULER"):
         executor = os.environ["GROKBOOK_SCHEDULER"]
     bar = tqdm(total=len(todo), desc=f"sweep of {len(configs)} runs", disable=None if progress is None else not progress)
@@ -137,12 +211,15 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
         if executor is None or not todo:
             groups = _ensemble_groups(todo, ensemble_size)
             n_proc = _local_processes(groups)
-            if n_proc == 1:
+            if n_proc == 1 or not _processes_usable(n_proc):
                 _train_groups(groups, store, bar)
             else:
                 _train_in_processes(groups, n_proc, root, bar)
         elif isinstance(executor, int):
-            _train_in_processes([[c] for c in todo], executor, root, bar)
+            if _processes_usable(executor):
+                _train_in_processes([[c] for c in todo], executor, root, bar)
+            else:
+                _train_groups([[c] for c in todo], store, bar)
         else:
             from dask.distributed import Client, as_completed as dask_completed
 
@@ -153,7 +230,8 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
                 bar.update()
     finally:
         bar.close()
-    runs = [store.load(c) for c in configs]
+    found.update((c.hash(), store.load(c)) for c in todo)
+    runs = [found[c.hash()] for c in configs]
     missing = [c for c, r in zip(configs, runs) if r is None]
     if missing:
         raise RuntimeError(f"{len(missing)} run(s) are not in {store} after the sweep, e.g. {missing[0]}: "

@@ -1,12 +1,16 @@
 """The grokbook command: listing, validation before execution, clear errors."""
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from grokbook.chapters import ChapterError, find_chapters, get_chapter, load_profile
+from grokbook import chapters
+from grokbook.chapters import (ChapterError, check_run_values, check_scheduler, field_of, find_chapters,
+                               get_chapter, load_profile)
 from grokbook.cli import main
 
 
@@ -60,3 +64,170 @@ def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "grokbook.cli", "run", "grokking", "-p", "nope", "1"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "has no parameter 'nope'" in proc.stderr
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail a test that would start a kernel: its input must be refused before."""
+    import papermill
+
+    def started(*args, **kwargs):
+        raise AssertionError("papermill started a kernel")
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["grokking", "-p", "steps", "0"], "parameter 'steps' = 0 is invalid: an integer >= 1"),
+    (["grokking", "-p", "steps", "-5"], "parameter 'steps' = -5 is invalid: an integer >= 1"),
+    (["grokking", "-p", "r", "0"], "parameter 'r' = 0.0 is invalid: a train fraction strictly between 0 and 1"),
+    (["grokking", "-p", "r", "1"], "parameter 'r' = 1.0 is invalid: a train fraction strictly between 0 and 1"),
+    (["grokking", "-p", "r", "1.5"], "parameter 'r' = 1.5 is invalid: a train fraction strictly between 0 and 1"),
+    (["grokking", "-p", "r", "1e999"], "parameter 'r' = inf is invalid: a train fraction strictly between 0 and 1"),
+    (["grokking", "-p", "task", ""], "parameter 'task' = '' is invalid: one of add, sub,"),
+    (["grokking", "-p", "task", "div", "-p", "p", "12"],
+     "parameter 'p' = 12 is invalid: a prime number for task 'div'"),
+    (["grokking", "-p", "p", "1000000"], "parameter 'p' = 1000000 is invalid: an integer from 2 to 4096"),
+    (["grokking", "-p", "seed", str(2**64)],
+     "parameter 'seed' = 18446744073709551616 is invalid: an integer in [0, 2**32)"),
+    (["grokking", "-p", "d_model", "30"], "parameter 'n_heads' = 4 is invalid: a divisor of d_model = 30"),
+    (["hessian", "-p", "control_steps", "0"], "parameter 'control_steps' = 0 is invalid: an integer >= 1"),
+    (["slingshot", "-p", "adamw_p", "0"], "parameter 'adamw_p' = 0 is invalid: an integer from 2 to 4096"),
+    (["spectral", "-p", "rs", "[0.5, 1.5]"], "parameter 'rs' = [0.5, 1.5] is invalid: 1.5 is not a train fraction"),
+    (["spectral", "-p", "lrs", "[0.01, 0]"], "parameter 'lrs' = [0.01, 0.0] is invalid: 0.0 is not a positive"),
+    (["data_fraction", "-p", "seeds", "[0, -1]"], "parameter 'seeds' = [0, -1] is invalid: -1 is not an integer in"),
+    (["data_fraction", "-p", "s5_r_grid", "[2]"], "parameter 's5_r_grid' = [2] is invalid: 2 is not a train fraction"),
+    (["spectral", "-p", "lrs", "['fast']"], "parameter 'lrs' (list of float): element 'fast' is a str, not float"),
+    (["data_fraction", "-p", "seeds", "[True]"], "parameter 'seeds' (list of int): element True is a bool, not int"),
+])
+def test_invalid_run_values_are_refused_before_a_kernel_starts(argv, message, tmp_path, capsys, monkeypatch,
+                                                               no_kernel):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *argv, "-o", str(tmp_path / "out.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokbook: error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_chapter_validates_under_its_defaults_and_every_profile():
+    root = Path(__file__).resolve().parent.parent
+    for chapter in find_chapters().values():
+        check_run_values(chapter, {})
+        for profile in sorted(p.stem for p in (root / "book" / "profiles").glob("*.yml")):
+            check_run_values(chapter, load_profile(profile, chapter))
+
+
+def test_parameters_that_stand_for_a_run_config_field():
+    ch = {name: ch for name, ch in find_chapters().items()}
+    expect = {("spectral", "lrs"): "lr", ("spectral", "weight_decays"): "weight_decay", ("spectral", "rs"): "r",
+              ("predict", "extra_seeds"): "seed", ("predict", "extra_rs"): "r", ("predict", "windows"): None,
+              ("data_fraction", "r_grid"): "r", ("data_fraction", "s5_r_grid"): "r", ("data_fraction", "seeds"): "seed",
+              ("slingshot", "adamw_weight_decay"): "weight_decay", ("lu", "ch1_n_heads"): "n_heads",
+              ("lu", "digits_wd"): None, ("hessian", "control_steps"): "steps", ("hessian", "slq_steps"): "steps",
+              ("hessian", "n_eig_snapshots"): None, ("grokking", "r"): "r", ("grokking", "leave"): None}
+    assert {key: field_of(ch[key[0]].parameters[key[1]]) for key in expect} == expect
+
+
+def test_list_elements_take_the_default_elements_type():
+    params = get_chapter("spectral").parameters
+    assert params["lrs"].parse("[1, 0.1]") == [1.0, 0.1] and type(params["lrs"].parse("[1]")[0]) is float
+    assert get_chapter("data_fraction").parameters["s5_r_grid"].parse("[0.5]") == [0.5]  # empty default: any
+    with pytest.raises(ChapterError, match=r"parameter 'rs' \(list of float\): element None is a NoneType"):
+        params["rs"].parse([0.5, None])
+
+
+def test_output_that_is_a_directory_is_refused(tmp_path, capsys, no_kernel):
+    assert main(["run", "grokking", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"grokbook: error: output {tmp_path} is a directory" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def closed_port():
+    """A local port bound by no listener: a connection to it is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_unreachable_scheduler_is_refused(closed_port, tmp_path, capsys, no_kernel, monkeypatch):
+    monkeypatch.delenv("GROKBOOK_SCHEDULER", raising=False)
+    address = f"tcp://127.0.0.1:{closed_port}"
+    assert main(["run", "grokking", "--scheduler", address, "-o", str(tmp_path / "out.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert f"grokbook: error: cannot reach the scheduler {address} (127.0.0.1:{closed_port}): " in err
+    assert err.count("\n") == 1 and list(tmp_path.iterdir()) == []
+    assert "GROKBOOK_SCHEDULER" not in os.environ
+
+
+def test_scheduler_check_parses_addresses():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        check_scheduler(f"tcp://127.0.0.1:{port}")  # a listener: no error
+        check_scheduler(f"127.0.0.1:{port}")  # tcp:// is the default protocol
+    check_scheduler("inproc://whatever")  # not a TCP address: not checked
+    with pytest.raises(ChapterError, match="is not an address like tcp://host:8786"):
+        check_scheduler("tcp://127.0.0.1:port")
+
+
+BOOM = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Boom
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+fail = False  # raise in the next cell
+```
+
+```{code-cell} ipython3
+if fail:
+    raise ValueError("boom\\nsecond line")
+print("fine")
+```
+"""
+
+
+def test_failed_chapter_keeps_the_good_output(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "root"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text("title: test\n")
+    (root / "book" / "01_boom.md").write_text(BOOM)
+    monkeypatch.setattr(chapters, "book_root", lambda: root)
+    out = tmp_path / "out" / "boom.ipynb"
+    assert main(["run", "boom", "-o", str(out)]) == 0
+    good = out.read_bytes()
+    assert b"fine" in good and sorted(p.name for p in out.parent.iterdir()) == ["boom.ipynb"]
+    capsys.readouterr()
+
+    assert main(["run", "boom", "-p", "fail", "true", "-o", str(out)]) == 2
+    failed = out.with_name("boom.failed.ipynb")
+    err = capsys.readouterr().err
+    assert err == f"grokbook: error: chapter 'boom' failed: ValueError: boom; the failed notebook is {failed}\n"
+    assert out.read_bytes() == good
+    assert sorted(p.name for p in out.parent.iterdir()) == ["boom.failed.ipynb", "boom.ipynb"]
+    assert "ValueError" in failed.read_text()
+
+
+def test_a_relative_store_path_is_the_callers_not_the_kernels(tmp_path, monkeypatch):
+    import grokbook.cli as cli
+
+    seen = {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GROKBOOK_HOME", "my_store")
+    monkeypatch.setattr(cli, "run_chapter", lambda *a, **k: seen.setdefault("home", os.environ["GROKBOOK_HOME"]))
+    assert main(["run", "grokking"]) == 0
+    assert seen["home"] == str(tmp_path / "my_store")

@@ -338,7 +338,7 @@ def _full_disk_for(monkeypatch, name: str) -> None:
 def test_a_failed_checkpoint_write_warns_and_training_goes_on(tmp_path, tiny, monkeypatch):
     _full_disk_for(monkeypatch, "checkpoint.bin")
     store = RunStore(tmp_path, checkpoint_every_steps=10)
-    with pytest.warns(StoreWarning, match="checkpoint of run .* at step 10 not written"):
+    with pytest.warns(StoreWarning, match="checkpoint of run .* at step [123]0 not written"):
         run = store.get_or_train(tiny, progress=False)
     assert_same_run(run, fit(tiny, progress=False))
     assert store.load(tiny) is not None
