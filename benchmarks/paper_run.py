@@ -12,7 +12,7 @@ import torch
 
 from grokbook import RunConfig
 from grokbook.phases import run_phase_times
-from grokbook.train import fit
+from grokbook.training import fit
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ import torch
 from grokbook import RunConfig, RunStore, grid, sweep
 from grokbook.chapters import get_chapter
 from grokbook.ensemble import fit_ensemble
-from grokbook.sweep import _ensemble_groups
-from grokbook.train import fit
+from grokbook.sweeping import _ensemble_groups
+from grokbook.training import fit
 
 
 def default_sweep(steps: int) -> list[RunConfig]:

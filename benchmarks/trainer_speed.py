@@ -31,10 +31,8 @@ import torch.nn.functional as F
 from grokbook import RunConfig
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-import importlib
-from grokbook.train import fit
-
-train_module = importlib.import_module("grokbook.train")  # the module (grokbook.train is the function)
+import grokbook.core as core_module
+from grokbook.training import fit
 
 PAPER = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, n_heads=4, lr=1e-4, weight_decay=1.0)
 # chapter 1's default configuration
@@ -75,16 +73,16 @@ def plain_loop(cfg: RunConfig, device: torch.device, validate: bool) -> float:
 
 
 def grokbook_trainer(cfg: RunConfig, device: torch.device, validate: bool = True) -> float:
-    """Seconds for ``cfg.steps`` steps of :func:`grokbook.train.fit`; without
+    """Seconds for ``cfg.steps`` steps of :func:`grokbook.training.fit`; without
     ``validate`` only the final weights are validated."""
-    schedule = train_module.validation_schedule
+    schedule = core_module.validation_schedule
     if not validate:
-        train_module.validation_schedule = lambda steps: np.array([steps])
+        core_module.validation_schedule = lambda steps: np.array([steps])
     try:
         start = time.perf_counter()
         fit(cfg, progress=False, device=device)
     finally:
-        train_module.validation_schedule = schedule
+        core_module.validation_schedule = schedule
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

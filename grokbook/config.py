@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 #: Bumped whenever a change to the training code changes what a config trains, so
 #: that runs cached by an older version are not mistaken for current ones.
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2
 
 TASKS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "s5", "digits")
 MODELS = ("transformer", "mlp")
@@ -30,7 +30,7 @@ LOSSES = ("ce", "mse")
 MAX_P = 2**12
 #: Seeds are below 2**32 (numpy's classic seed range). torch takes seeds up to
 #: 2**64 - 1, but the minibatch order is seeded with ``seed * 1_000_003 + epoch``
-#: (:mod:`grokbook.train`), which stays below that for every seed under this bound.
+#: (:mod:`grokbook.core`), which stays below that for every seed under this bound.
 SEED_LIMIT = 2**32
 
 _SEEDS = "an integer in [0, 2**32)"

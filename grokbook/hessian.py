@@ -4,7 +4,7 @@ and spectral density.
 Every function takes a model, a batch ``inputs`` (e.g. ``(N, 4)`` int64 tokens) with its
 ``targets`` (``(N,)``), and an optional ``loss_fn(logits, targets) -> scalar`` (default
 cross-entropy on ``logits = model(inputs)``; pass e.g.
-``functools.partial(grokbook.train.loss_fn, config)`` for the loss a run trained on).
+``functools.partial(grokbook.core.loss_fn, config)`` for the loss a run trained on).
 The Hessian is that of the loss with respect to *all* of ``model.parameters()``,
 flattened in that order into ``P`` coordinates; eigenvalues are in loss units per
 squared parameter unit. Products are exact (double backward), in the model's dtype and

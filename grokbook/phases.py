@@ -55,7 +55,7 @@ def phase_times(steps: Sequence[int], train_acc: Sequence[float], val_acc: Seque
 
 
 def run_phase_times(run, **thresholds: float) -> PhaseTimes:
-    """:func:`phase_times` of a :class:`~grokbook.train.Run`."""
+    """:func:`phase_times` of a :class:`~grokbook.core.Run`."""
     return phase_times(run.steps, run.metrics["train_acc"], run.val_acc,
                        val_steps=run.val_steps, **thresholds)
 

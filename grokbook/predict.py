@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .spectral import detrend as _detrend, hjorth
+from .spectral import detrend, hjorth
 
 #: Spectral features: Hjorth parameters of the detrended early training loss, and the
 #: activity of the window's second half alone (after the initial fall of the loss).
@@ -33,13 +33,13 @@ BASELINE = ("log_loss_level", "loss_slope", "norm_trend", "val_loss_trend")
 FEATURES = SPECTRAL + BASELINE
 
 
-def early_features(run, n: int, detrend: str = "highpass:0.01") -> dict[str, float]:
+def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, float]:
     """The features of :data:`FEATURES` from the first ``n`` steps of ``run`` only.
 
     - ``log_activity``: log10 of the Hjorth activity (variance, loss units squared) of
-      ``detrend(train_loss[:n])``; ``mobility`` (rad/step) and ``complexity`` (standard
+      ``detrend(train_loss[:n], method)``; ``mobility`` (rad/step) and ``complexity`` (standard
       Hjorth, dimensionless) of the same signal (:func:`grokbook.spectral.hjorth`);
-    - ``log_activity_late``: log10 activity of ``detrend(train_loss[n//2:n])``, the
+    - ``log_activity_late``: log10 activity of ``detrend(train_loss[n//2:n], method)``, the
       oscillations once the initial fall of the loss is over;
     - ``log_loss_level``: log10 of the mean training loss over the last tenth of the window;
     - ``loss_slope``: slope of log10 training loss against log10 step over the second
@@ -58,8 +58,8 @@ def early_features(run, n: int, detrend: str = "highpass:0.01") -> dict[str, flo
     if len(loss) < n or not np.all(np.isfinite(loss)):
         raise ValueError(f"run {run.config.hash()} has no {n} finite steps of training loss "
                          f"(diverged at {run.diverged_at})")
-    h = hjorth(_detrend(loss, detrend))
-    late = hjorth(_detrend(loss[n // 2:], detrend))
+    h = hjorth(detrend(loss, method))
+    late = hjorth(detrend(loss[n // 2:], method))
     half = np.arange(n // 2, n)
     norm = np.asarray(run.metrics["weight_norm"], dtype=np.float64)
     vs = np.asarray(run.val_steps)
@@ -215,7 +215,7 @@ def search_cost(passed, n: int, steps: int) -> float:
     return float((len(passed) * n + passed.sum() * (steps - n)) / (len(passed) * steps))
 
 
-def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, detrend: str = "highpass:0.01"
+def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, method: str = "highpass:0.01"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(X, ok)``: the ``(len(runs), len(names))`` features of :func:`early_features`
     for the runs with ``n`` finite steps, NaN rows elsewhere; ``ok`` marks the former."""
@@ -224,7 +224,7 @@ def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, detr
     for i, run in enumerate(runs):
         if run.diverged_at is not None and run.diverged_at < n:
             continue
-        f = early_features(run, n, detrend)
+        f = early_features(run, n, method)
         X[i] = [f[k] for k in names]
         ok[i] = True
     return X, ok

@@ -145,9 +145,6 @@ def detrend(x, method: str = "linear") -> np.ndarray:
     raise ValueError(f"unknown detrend method {method!r}: expected {_DETREND_METHODS}")
 
 
-_detrend = detrend  # spectral_energy's ``detrend`` argument shadows the function
-
-
 def _poly_residual(x: np.ndarray, degree: int) -> np.ndarray:
     n = x.shape[-1]
     if degree + 1 > n:
@@ -159,12 +156,12 @@ def _poly_residual(x: np.ndarray, degree: int) -> np.ndarray:
     return x - (x @ q) @ q.T
 
 
-def spectral_energy(loss, window: int = 400, detrend: str = "linear",
+def spectral_energy(loss, window: int = 400, method: str = "linear",
                     normalize: Literal["none", "mean_loss"] = "none") -> Union[float, np.ndarray]:
     """Energy of the oscillations in the first ``window`` steps of a loss curve.
 
     ``loss``: ``(steps,)`` or ``(runs, steps)``, one value per training step. The first
-    ``window`` samples are detrended (:func:`detrend`, ``method=detrend``) into ``y``
+    ``window`` samples are detrended (:func:`detrend` with ``method``) into ``y``
     and the energy is::
 
         E = (1/n^2) sum_j |Y_j|^2 = (1/n) sum_t y_t^2        (Parseval, n = window)
@@ -195,7 +192,7 @@ def spectral_energy(loss, window: int = 400, detrend: str = "linear",
     if np.any(bad):
         where = "" if arr.ndim == 1 else f" in runs {np.flatnonzero(bad).tolist()}"
         raise ValueError(f"non-finite loss values in the first {window} steps{where}")
-    y = _detrend(raw, detrend)
+    y = detrend(raw, method)
     energy = np.sum(np.abs(np.fft.fft(y, axis=-1)) ** 2, axis=-1) / window**2
     if normalize == "mean_loss":
         level = raw.mean(axis=-1) ** 2

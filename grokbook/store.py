@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .train import METRICS, Run, TrainState, fit
+from .core import METRICS, Run, TrainState, default_device, snapshot_schedule
+from .training import fit
 
 _DIGEST = 32  # bytes of SHA-256 appended to every stored payload
 _MB = 2 ** 20
@@ -164,7 +165,7 @@ def _state_to_bytes(s: TrainState) -> bytes:
         snapshot_steps=np.array([t for t, _ in s.snapshots], dtype=np.int64),
         snapshots=np.stack([w for _, w in s.snapshots]) if s.snapshots
         else np.zeros((0, s.flat.numel()), np.float32),
-        wall_time_s=np.array(s.wall_time_s), origin=np.array(s.origin))
+        wall_time_s=np.array(s.wall_time_s))
     return _npz(arrays)
 
 
@@ -176,7 +177,7 @@ def _state_from_bytes(payload: bytes) -> TrainState:
         metrics=z["metrics"], val=[(int(t), float(l), float(a)) for t, l, a in z["val"]],
         snapshots=list(zip(z["snapshot_steps"].tolist(), z["snapshots"])),
         theta0=torch.from_numpy(z["theta0"]), prev_delta=torch.from_numpy(z["prev_delta"]),
-        wall_time_s=float(z["wall_time_s"]), origin=str(z["origin"]))
+        wall_time_s=float(z["wall_time_s"]))
 
 
 #: What reading a damaged or hostile file can raise; all of it means "corrupt".
@@ -236,7 +237,6 @@ def stored_size_bytes(config: RunConfig) -> int:
     """About how many bytes the run of ``config`` and its checkpoint take on disk."""
     from .models import build_model
     from .tasks import make_dataset
-    from .train import snapshot_schedule
 
     data = make_dataset(config)
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
@@ -248,6 +248,12 @@ def stored_size_bytes(config: RunConfig) -> int:
 class RunStore:
     """Runs on disk keyed by :meth:`RunConfig.hash`, safe to share between processes.
 
+    A run's identity is its configuration and the kind of device it is trained on: on
+    the CPU a run is bit-identical whatever the thread count and whether it was trained
+    alone or in an ensemble, but a GPU computes other roundings, so runs trained on
+    ``cuda`` are kept apart (``runs/<hash>-cuda``) from CPU runs (``runs/<hash>``).
+    ``device``: where this store trains (CUDA when available by default).
+
     A run in progress is checkpointed every ``checkpoint_every_s`` seconds of training
     and every ``checkpoint_every_steps`` steps (0: not by steps); a killed run resumes
     from the last checkpoint and ends bit-identical to an uninterrupted one.
@@ -256,10 +262,17 @@ class RunStore:
     _warned: set[str] = set()  # roots already reported as writable by others
 
     def __init__(self, path: Optional[str | os.PathLike[str]] = None,
-                 checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0) -> None:
+                 checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0,
+                 device: Optional[torch.device | str] = None) -> None:
         self.root = Path(path).expanduser().absolute() if path is not None else default_home()
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpoint_every_steps = checkpoint_every_steps
+        self.device = torch.device(device) if device is not None else default_device()
+
+    def key(self, config: RunConfig) -> str:
+        """The name of ``config``'s run in this store: its hash, plus the device kind
+        when that is not the CPU."""
+        return config.hash() if self.device.type == "cpu" else f"{config.hash()}-{self.device.type}"
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -282,18 +295,18 @@ class RunStore:
         return runs
 
     def _dir(self, config: RunConfig) -> Path:
-        return self.root / "runs" / config.hash()
+        return self.root / "runs" / self.key(config)
 
     def _run_dir(self, config: RunConfig) -> Path:
         """The directory of ``config``'s run, created if missing; never a symlink."""
-        d = self._runs() / config.hash()
+        d = self._runs() / self.key(config)
         if d.is_symlink():
             raise StoreError(f"{d} is a symbolic link: the store does not write through links")
         d.mkdir(exist_ok=True)
         return d
 
     def _lock(self, config: RunConfig) -> _RunLock:
-        return _RunLock(self._runs() / f"{config.hash()}.lock")
+        return _RunLock(self._runs() / f"{self.key(config)}.lock")
 
     def _quarantine(self, path: Path, err: Exception) -> None:
         bad, n = path.with_name(path.name + ".corrupt"), 1
@@ -344,7 +357,7 @@ class RunStore:
         self._check_space(2 * len(payload))
         _write_atomic(d / "config.json", json.dumps(run.config.to_dict(), indent=1).encode(), framed=False)
         _write_atomic(d / "run.bin", payload)
-        line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run.config.hash()} "
+        line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.key(run.config)} "
                 f"{run.wall_time_s:.1f}s{note}\n").encode()
         log = self.root / "train.log"
         if log.is_symlink():
@@ -361,7 +374,7 @@ class RunStore:
         try:
             self.save(run, note)
         except OSError as err:
-            warnings.warn(f"the run {run.config.hash()} was trained but could not be stored ({err}); "
+            warnings.warn(f"the run {self.key(run.config)} was trained but could not be stored ({err}); "
                           "it is returned, and its last checkpoint is kept", StoreWarning, stacklevel=3)
             return
         (self._dir(run.config) / "checkpoint.bin").unlink(missing_ok=True)
@@ -374,7 +387,7 @@ class RunStore:
         try:
             _write_atomic(self._run_dir(config) / "checkpoint.bin", _state_to_bytes(state))
         except OSError as err:
-            warnings.warn(f"checkpoint of run {config.hash()} at step {state.step} not written ({err}); "
+            warnings.warn(f"checkpoint of run {self.key(config)} at step {state.step} not written ({err}); "
                           "training goes on", StoreWarning, stacklevel=2)
 
     def get_or_train(self, config: RunConfig, **fit_kwargs: Any) -> Run:
@@ -391,20 +404,19 @@ class RunStore:
                 return run
             self._check_space(stored_size_bytes(config))
             state = self._load_checkpoint(config)
-            if state is not None and state.origin != "single":
-                state = None  # an ensemble's checkpoint: only that ensemble resumes from it
             run = fit(config, state=state, checkpoint=lambda s: self._save_checkpoint(config, s),
                       checkpoint_every_s=self.checkpoint_every_s,
-                      checkpoint_every_steps=self.checkpoint_every_steps, **fit_kwargs)
+                      checkpoint_every_steps=self.checkpoint_every_steps, device=self.device, **fit_kwargs)
             self._finish(run, f" resumed from step {state.step}" if state else "")
             return run
 
     def get_or_train_ensemble(self, configs: Sequence[RunConfig]) -> list[Run]:
         """The runs of ``configs`` (which must be stackable, see
-        :func:`grokbook.ensemble.stackable`): those not stored are trained together as one
-        ensemble, checkpointed like single runs (each row in its run's directory) and
-        resumed when every row's checkpoint comes from this same ensemble."""
-        from .ensemble import ensemble_origin, fit_ensemble
+        :func:`grokbook.ensemble.stackable`): those not stored are trained as ensembles,
+        checkpointed like single runs (each row in its run's directory). Rows are
+        bit-identical to single runs, so each resumes from its own checkpoint: the rows
+        at the same checkpoint step train together."""
+        from .ensemble import fit_ensemble
 
         unique = list({c.hash(): c for c in configs}.values())
         with contextlib.ExitStack() as locks:
@@ -412,35 +424,44 @@ class RunStore:
                 locks.enter_context(self._lock(c))
             runs = {c.hash(): self.load(c) for c in unique}
             todo = [c for c in unique if runs[c.hash()] is None]
-            if len(todo) == 1:
-                runs[todo[0].hash()] = self.get_or_train(todo[0], progress=False)
-            elif todo:
-                need = sum(stored_size_bytes(c) for c in todo)
-                self._check_space(need)
-                origin = ensemble_origin(todo)
-                states = [self._load_checkpoint(c) for c in todo]
-                resume = all(s is not None and s.origin == origin and s.step == states[0].step for s in states)
+            self._check_space(sum(stored_size_bytes(c) for c in todo))
+            by_step: dict[int, list[tuple[RunConfig, Optional[TrainState]]]] = {}
+            for c in todo:
+                state = self._load_checkpoint(c)
+                by_step.setdefault(state.step if state else 0, []).append((c, state))
+            for step, group in sorted(by_step.items()):
+                group_configs = [c for c, _ in group]
 
-                def checkpoint(rows: list[TrainState]) -> None:
-                    for c, s in zip(todo, rows):
+                def checkpoint(rows: list[TrainState], group_configs=group_configs) -> None:
+                    for c, s in zip(group_configs, rows):
                         self._save_checkpoint(c, s)
 
-                trained = fit_ensemble(todo, states=states if resume else None, checkpoint=checkpoint,
-                                       checkpoint_every_s=self.checkpoint_every_s,
-                                       checkpoint_every_steps=self.checkpoint_every_steps)
-                note = f" (ensemble{f', resumed from step {states[0].step}' if resume else ''})"
+                trained = fit_ensemble(group_configs, states=[s for _, s in group] if step else None,
+                                       checkpoint=checkpoint, checkpoint_every_s=self.checkpoint_every_s,
+                                       checkpoint_every_steps=self.checkpoint_every_steps, device=self.device)
                 for run in trained:
-                    self._finish(run, note)
+                    self._finish(run, f" (ensemble of {len(group)}{f', resumed from step {step}' if step else ''})")
                     runs[run.config.hash()] = run
         return [runs[c.hash()] for c in configs]  # type: ignore[misc]
 
     def configs(self) -> Iterator[RunConfig]:
-        """Configs of every stored (finished) run; an unreadable ``config.json`` is
-        reported and skipped."""
+        """Configs of every stored (finished) run trained on this store's kind of device;
+        an unreadable ``config.json`` is reported and skipped."""
         for p in sorted((self.root / "runs").glob("*/config.json")):
             if not (p.parent / "run.bin").exists():
                 continue
             try:
-                yield RunConfig.from_dict(json.loads(_read_regular(p)))
+                config = RunConfig.from_dict(json.loads(_read_regular(p)))
             except (CorruptFile, ValueError, TypeError, OSError) as err:
                 warnings.warn(f"{p} skipped: {err}", CorruptRunWarning, stacklevel=2)
+                continue
+            if p.parent.name == self.key(config):  # a run of this store's device
+                yield config
+
+
+def train(config: RunConfig, store: Optional[RunStore] = None, **kwargs: Any) -> Run:
+    """Train ``config``; with a :class:`RunStore`, fetch it from the store or train and
+    store it (resuming from a checkpoint if one is there)."""
+    if store is not None:
+        return store.get_or_train(config, **kwargs)
+    return fit(config, **kwargs)

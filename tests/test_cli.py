@@ -231,3 +231,8 @@ def test_a_relative_store_path_is_the_callers_not_the_kernels(tmp_path, monkeypa
     monkeypatch.setattr(cli, "run_chapter", lambda *a, **k: seen.setdefault("home", os.environ["GROKBOOK_HOME"]))
     assert main(["run", "grokking"]) == 0
     assert seen["home"] == str(tmp_path / "my_store")
+
+
+def test_the_cli_starts_without_torch():
+    code = "import sys, grokbook.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

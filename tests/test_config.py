@@ -5,7 +5,7 @@ import pytest
 
 from grokbook import RunConfig
 from grokbook.config import MAX_P, SEED_LIMIT, FieldError, check_field, is_prime
-from grokbook.train import _epoch_permutation
+from grokbook.core import _epoch_permutation
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -103,12 +103,13 @@ def test_numpy_numbers_are_stored_as_python_numbers():
 
 
 def test_hashes_of_stored_runs_do_not_change():
-    # Literals computed before the type checks: runs in existing stores keep their keys.
-    assert RunConfig().hash() == "83c87e81108ed1cd"
+    # Literals of TRAIN_VERSION 2 (the one training core): runs in existing stores keep
+    # their keys until a change to training bumps the version.
+    assert RunConfig().hash() == "af16bd328d39140e"
     assert RunConfig(task="div", p=113, r=0.3, layer_norm=False, lr=1, weight_decay=0, betas=[0.8, 0.9],
-                     batch_size=64, seed=3, data_seed=2, steps=60).hash() == "a1b6b375393d5c59"
+                     batch_size=64, seed=3, data_seed=2, steps=60).hash() == "97869f76964d38e2"
     assert RunConfig(task="digits", model="mlp", loss="mse", init_scale=8, d_mlp=200, n_layers=2,
-                     r=0.5565).hash() == "222330208070e29b"
+                     r=0.5565).hash() == "14f14ba0072b1cce"
 
 
 def test_check_field_checks_one_field_alone():

@@ -7,7 +7,7 @@ import torch
 from grokbook import RunConfig
 from grokbook.lu import (best_norm, delay, lu_curves, norm_grid, norm_sweep_configs,
                          parabola_vertex, time_to_cross)
-from grokbook.train import fit
+from grokbook.training import fit
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,7 @@ from grokbook import RunConfig
 from grokbook.predict import (FEATURES, bootstrap_ci, config_id, cross_validate, early_features, feature_matrix,
                               generalized, roc_auc, search_cost)
 from grokbook.spectral import hjorth
-from grokbook.train import Run
+from grokbook.core import Run
 
 
 def test_roc_auc_matches_sklearn_with_ties():
@@ -150,7 +150,7 @@ def test_early_features_on_signals_with_known_answers():
     norm = 5.0 * (1 + 0.001 * t)
     vs = np.arange(0, 1000, 10)
     run = _fake_run(loss, norm, vs, 2.0 * np.maximum(vs, 1) ** 0.5)
-    f = early_features(run, n, detrend="highpass:0.05")
+    f = early_features(run, n, method="highpass:0.05")
     assert set(f) == set(FEATURES)
     h = hjorth(wiggle[:n])
     assert f["log_activity"] == pytest.approx(np.log10(h.activity), abs=1e-9)

@@ -111,7 +111,7 @@ def test_spectral_energy_of_sinusoid_on_trend():
 def test_spectral_energy_matches_periodogram_and_hjorth():
     x = np.random.default_rng(1).normal(size=N) + np.exp(-T / 50)
     y = detrend(x, "linear")
-    energy = spectral_energy(x, window=N, detrend="linear")
+    energy = spectral_energy(x, window=N, method="linear")
     # Periodogram density (one-sided, fs=1) integrates to the mean square: sum * df, df = fs/n.
     f, pxx = signal.periodogram(y, fs=1.0, window="boxcar", detrend=False, scaling="density")
     assert energy == pytest.approx(pxx.sum() * (f[1] - f[0]), rel=1e-10)
@@ -125,23 +125,23 @@ def test_spectral_energy_matches_periodogram_and_hjorth():
 
 def test_spectral_energy_white_noise_and_window():
     x = np.random.default_rng(2).normal(scale=0.5, size=5000)
-    assert spectral_energy(x, window=4000, detrend="mean") == pytest.approx(0.25, rel=0.05)
-    assert spectral_energy(x, window=10, detrend="none") == pytest.approx(np.mean(x[:10] ** 2))
+    assert spectral_energy(x, window=4000, method="mean") == pytest.approx(0.25, rel=0.05)
+    assert spectral_energy(x, window=10, method="none") == pytest.approx(np.mean(x[:10] ** 2))
 
 
 def test_spectral_energy_mean_loss_normalization_is_scale_free():
     loss = 3.0 + sinusoid(20, 0.3)
-    e = spectral_energy(loss, detrend="mean", normalize="mean_loss")
+    e = spectral_energy(loss, method="mean", normalize="mean_loss")
     assert e == pytest.approx((0.3**2 / 2) / 3.0**2, rel=1e-10)
-    assert spectral_energy(10 * loss, detrend="mean", normalize="mean_loss") == pytest.approx(e, rel=1e-12)
+    assert spectral_energy(10 * loss, method="mean", normalize="mean_loss") == pytest.approx(e, rel=1e-12)
 
 
 def test_spectral_energy_vectorised_over_runs():
     rng = np.random.default_rng(4)
     runs = rng.normal(size=(5, 600)) * np.arange(1, 6)[:, None] + np.linspace(3, 1, 600)
-    out = spectral_energy(runs, window=400, detrend="poly:2", normalize="mean_loss")
+    out = spectral_energy(runs, window=400, method="poly:2", normalize="mean_loss")
     assert out.shape == (5,)
-    expected = [spectral_energy(r, window=400, detrend="poly:2", normalize="mean_loss") for r in runs]
+    expected = [spectral_energy(r, window=400, method="poly:2", normalize="mean_loss") for r in runs]
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
@@ -155,7 +155,7 @@ def test_spectral_energy_bad_inputs():
     with pytest.raises(ValueError, match=r"runs \[1\]"):
         spectral_energy(bad)
     with pytest.raises(ValueError, match="'poly:q'"):
-        spectral_energy(np.ones(400), detrend="poly:q")
+        spectral_energy(np.ones(400), method="poly:q")
     with pytest.raises(ValueError, match="'rms'"):
         spectral_energy(np.ones(400), normalize="rms")
     with pytest.raises(ValueError, match="window"):

@@ -23,8 +23,9 @@ import pytest
 from grokbook import RunConfig
 from grokbook.ensemble import fit_ensemble
 from grokbook.store import CorruptRunWarning, RunStore, StoreError, StoreWarning, default_home
-from grokbook.sweep import grid
-from grokbook.train import METRICS, fit
+from grokbook.sweeping import grid
+from grokbook.core import METRICS
+from grokbook.training import fit
 
 SLOW = dict(p=23, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=300, n_snapshots=8)
 
@@ -107,17 +108,17 @@ def test_killed_ensemble_resumes_identical(tmp_path):
     assert "finished" not in out
     store = RunStore(tmp_path)
     runs = store.get_or_train_ensemble(configs)
-    assert (tmp_path / "train.log").read_text().count("(ensemble, resumed from step 100)") == 3
+    assert (tmp_path / "train.log").read_text().count("(ensemble of 3, resumed from step 100)") == 3
     for a, b in zip(runs, fit_ensemble(configs)):
         assert_same_run(a, b)
     assert not any((tmp_path / "runs" / c.hash() / "checkpoint.bin").exists() for c in configs)
 
 
-def test_single_run_does_not_resume_from_an_ensemble_checkpoint(tmp_path):
+def test_a_single_run_resumes_from_an_ensemble_checkpoint_identical(tmp_path):
     configs = grid(RunConfig(**SLOW), seed=[0, 1])
     stop_at_step_100(start_child(tmp_path, [c.to_dict() for c in configs]), signal.SIGKILL)
     run = RunStore(tmp_path).get_or_train(configs[0], progress=False)
-    assert "resumed" not in (tmp_path / "train.log").read_text()
+    assert "resumed from step 100" in (tmp_path / "train.log").read_text()
     assert_same_run(run, fit(configs[0], progress=False))
 
 

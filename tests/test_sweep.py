@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from grokbook.store import RunStore
-from grokbook.sweep import grid, sweep
-from grokbook.train import fit
+from grokbook.sweeping import grid, sweep
+from grokbook.training import fit
 
 
 def log_lines(store: RunStore) -> int:
@@ -60,7 +60,7 @@ def test_dask_local_cluster(tiny, tmp_path):
 
 
 def test_default_executor_uses_the_ensemble_and_stores_every_run(tiny, tmp_path):
-    from grokbook.sweep import _ensemble_groups
+    from grokbook.sweeping import _ensemble_groups
 
     configs = grid(tiny, lr=[1e-3, 3e-3], seed=[0, 1]) + [tiny.replace(optimizer="sgd", lr=0.1)]
     groups = _ensemble_groups(configs, size=3)
@@ -73,9 +73,8 @@ def test_default_executor_uses_the_ensemble_and_stores_every_run(tiny, tmp_path)
 
 
 def test_default_executor_spreads_groups_over_processes_on_a_multicore_cpu(tiny, tmp_path, monkeypatch):
-    import importlib
 
-    sweep_module = importlib.import_module("grokbook.sweep")  # the attribute grokbook.sweep is the function
+    import grokbook.sweeping as sweep_module
 
     configs = grid(tiny.replace(r=0.5), seed=[0, 1]) + grid(tiny.replace(r=0.7), seed=[0, 1])
     monkeypatch.setattr(sweep_module.os, "cpu_count", lambda: 2)

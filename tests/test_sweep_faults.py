@@ -14,8 +14,8 @@ import pytest
 
 from grokbook import RunConfig
 from grokbook.store import CorruptRunWarning, RunStore
-from grokbook.sweep import sweep
-from grokbook.train import fit
+from grokbook.sweeping import sweep
+from grokbook.training import fit
 
 #: Safety nets only: every wait below ends on an event long before these.
 STARTUP_S = 300.0
@@ -128,9 +128,8 @@ def test_corrupt_run_is_retrained_by_one_sweep(tiny, tmp_path):
 
 
 def test_runs_missing_after_the_sweep_are_reported(tiny, tmp_path, monkeypatch):
-    import importlib
 
-    sweep_module = importlib.import_module("grokbook.sweep")
+    import grokbook.sweeping as sweep_module
     monkeypatch.setattr(sweep_module, "_train_groups", lambda groups, store, bar=None: None)  # stored elsewhere
     with pytest.raises(RuntimeError, match="share the store"):
         sweep([tiny], store=RunStore(tmp_path), progress=False)

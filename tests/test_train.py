@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from grokbook import RunConfig, train
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-from grokbook.train import METRICS, fit, snapshot_schedule, validation_schedule
+from grokbook.core import METRICS, snapshot_schedule, validation_schedule
+from grokbook.training import fit
 
 
 def reference_loop(cfg: RunConfig):
@@ -72,14 +73,14 @@ def test_deterministic_on_cpu(tiny):
 
 
 def test_minibatches_cover_each_epoch_once(tiny):
-    from grokbook.train import _batch_indices
+    from grokbook.core import batch_indices
 
     cfg = tiny.replace(batch_size=10)
     n = len(make_dataset(cfg).train_y)
     per_epoch = n // 10
-    seen = torch.cat([_batch_indices(cfg, n, t) for t in range(per_epoch)])
+    seen = torch.cat([batch_indices(cfg, n, t) for t in range(per_epoch)])
     assert len(set(seen.tolist())) == per_epoch * 10
-    assert _batch_indices(cfg.replace(batch_size=0), n, 3) is None
+    assert batch_indices(cfg.replace(batch_size=0), n, 3) is None
 
 
 def test_validation_schedule_places_times_within_one_percent():

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from .config import RunConfig
 from .store import RunStore
-from .train import Run
+from .core import Run, stack_key
 
 
 def grid(base: RunConfig, **axes: Sequence[Any]) -> list[RunConfig]:
@@ -61,26 +61,21 @@ def grid(base: RunConfig, **axes: Sequence[Any]) -> list[RunConfig]:
 PARALLEL_MIN_WORK = 20_000
 
 
-def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int = 0) -> None:
-    """Worker side: train (or find) one group of runs (an ensemble when they stack) in
-    the store at ``root``, with ``threads`` torch threads (0: torch's default)."""
+def _train_group(config_dicts: list[dict[str, Any]], root: str, threads: int = 0, device: str = "") -> None:
+    """Worker side: train (or find) one group of stackable runs in the store at
+    ``root`` for ``device`` (the sweeping process's kind, so that it finds the runs),
+    with ``threads`` torch threads (0: torch's default)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    _train_groups([[RunConfig.from_dict(d) for d in config_dicts]], RunStore(root))
+    _train_groups([[RunConfig.from_dict(d) for d in config_dicts]], RunStore(root, device=device or None))
 
 
 def _train_groups(groups: list[list[RunConfig]], store: RunStore, bar=None) -> None:
-    """Train each group as an ensemble when it stacks, else run by run; store them."""
-    from .ensemble import stackable
-
+    """Train (or find) each group of stackable runs as one ensemble and store its runs."""
     for group in groups:
-        if len(group) > 1 and stackable(group):
-            store.get_or_train_ensemble(group)
-        else:
-            for c in group:
-                store.get_or_train(c, progress=False)
+        store.get_or_train_ensemble(group)
         if bar is not None:
             bar.update(len(group))
 
@@ -158,9 +153,9 @@ def _local_processes(groups: list[list[RunConfig]]) -> int:
     return min(cores, len(groups))
 
 
-def _train_in_processes(groups: list[list[RunConfig]], n_proc: int, root: str, bar) -> None:
+def _train_in_processes(groups: list[list[RunConfig]], n_proc: int, store: RunStore, bar) -> None:
     """Train ``groups`` in ``n_proc`` worker processes that split the cores between them
-    and store into ``root``; largest groups first (cost ~ runs x steps x examples), so
+    and store into ``store``; largest groups first (cost ~ runs x steps x examples), so
     that the last to finish is a small one."""
     import multiprocessing
 
@@ -170,19 +165,19 @@ def _train_in_processes(groups: list[list[RunConfig]], n_proc: int, root: str, b
     # Workers exit when this process dies (even by SIGKILL), instead of training on as orphans.
     with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_exit_with_parent) as pool:
-        futures = {pool.submit(_train_group, [c.to_dict() for c in g], root, threads): len(g) for g in ordered}
+        futures = {pool.submit(_train_group, [c.to_dict() for c in g], str(store.root), threads,
+                               store.device.type): len(g) for g in ordered}
         for f in as_completed(futures):
             f.result()
             bar.update(futures[f])
 
 
 def _ensemble_groups(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    """``configs`` partitioned into stackable groups of at most ``size``, in order."""
-    from .ensemble import VARYING
-
+    """``configs`` partitioned into stackable groups (equal :func:`stack_key`) of at
+    most ``size``, in order."""
     groups: dict[RunConfig, list[RunConfig]] = {}
     for c in configs:
-        groups.setdefault(c.replace(**{k: getattr(RunConfig(), k) for k in VARYING}), []).append(c)
+        groups.setdefault(stack_key(c), []).append(c)
     return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
@@ -206,7 +201,6 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
     if executor is None and os.environ.get("GROKBOOK_SCHEDULER"):
         executor = os.environ["GROKBOOK_SCHEDULER"]
     bar = tqdm(total=len(todo), desc=f"sweep of {len(configs)} runs", disable=None if progress is None else not progress)
-    root = str(store.root)
     try:
         if executor is None or not todo:
             groups = _ensemble_groups(todo, ensemble_size)
@@ -214,17 +208,18 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
             if n_proc == 1 or not _processes_usable(n_proc):
                 _train_groups(groups, store, bar)
             else:
-                _train_in_processes(groups, n_proc, root, bar)
+                _train_in_processes(groups, n_proc, store, bar)
         elif isinstance(executor, int):
             if _processes_usable(executor):
-                _train_in_processes([[c] for c in todo], executor, root, bar)
+                _train_in_processes([[c] for c in todo], executor, store, bar)
             else:
                 _train_groups([[c] for c in todo], store, bar)
         else:
             from dask.distributed import Client, as_completed as dask_completed
 
             client = Client(executor) if isinstance(executor, str) else executor
-            futures = client.map(_train_group, [[c.to_dict()] for c in todo], root=root, pure=False)
+            futures = client.map(_train_group, [[c.to_dict()] for c in todo], root=str(store.root),
+                                 device=store.device.type, pure=False)
             for f in dask_completed(futures):
                 f.result()
                 bar.update()

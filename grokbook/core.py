@@ -1,0 +1,437 @@
+"""The training core: M runs stacked as rows, one optimisation step for all of them.
+
+A single run is the core with ``M = 1``; an ensemble (:mod:`grokbook.ensemble`) stacks
+runs that share data and architecture (equal :func:`stack_key`) and differ in learning
+rate, weight decay and seed. The parameters of the M models are one ``(M, P)`` tensor;
+the forward pass is ``torch.vmap`` over ``functional_call`` of one template model; the
+optimiser (AdamW, Adam with L2, SGD with momentum and L2, as ``torch.optim`` computes
+them) works row by row with ``(M, 1)`` learning rates and weight decays; every per-step
+metric is a row-wise reduction computed on the device without a host synchronisation.
+Rows never mix, so on the CPU a run comes out bit-identical whether it was trained alone
+or in an ensemble of any size (``tests/test_core.py``).
+
+Conventions: iteration ``t`` (``0 <= t < steps``) evaluates the loss at the weights
+``theta_t`` and updates them to ``theta_{t+1}``. ``Run.metrics[name][t]`` belongs to
+iteration ``t``; validation and snapshots are taken of ``theta_t`` at the listed steps,
+step ``steps`` being the final weights. A run whose loss becomes NaN or infinite at
+iteration ``d`` keeps its metrics up to ``d`` and its validation and snapshots up to
+step ``d``; the others train on.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from .config import RunConfig
+from .models import build_model, last_layer
+from .tasks import Dataset, make_dataset
+
+#: Per-step metric names, in the column order of the on-device metric buffer.
+METRICS = (
+    "train_loss",       # loss of theta_t on the (mini)batch
+    "train_acc",        # accuracy of theta_t on the (mini)batch
+    "grad_norm",        # ||g_t||, before clipping
+    "weight_norm",      # ||theta_t||
+    "last_layer_norm",  # Frobenius norm of the read-out weight at theta_t
+    "cos_init",         # cos(theta_t, theta_0)
+    "cos_consecutive",  # cos(theta_t, theta_{t+1})
+    "cos_update",       # cos(theta_{t+1} - theta_t, theta_t - theta_{t-1}); NaN at t = 0
+)
+
+#: Fields in which the runs stacked in one core may differ.
+VARYING = ("lr", "weight_decay", "seed")
+
+
+def stack_key(config: RunConfig) -> RunConfig:
+    """``config`` with the :data:`VARYING` fields at their defaults: runs with equal
+    keys can be trained together."""
+    default = RunConfig()
+    return config.replace(**{k: getattr(default, k) for k in VARYING})
+
+
+def validation_schedule(steps: int) -> np.ndarray:
+    """Steps at which validation is measured: every step up to 100, then a spacing of
+    at most 1% of the step, so that t3 and t4 are placed within 1%; plus ``steps``."""
+    t = np.arange(steps + 1)
+    return t[(t % np.maximum(1, t // 100) == 0) | (t == steps)]
+
+
+def snapshot_schedule(steps: int, n: int) -> np.ndarray:
+    """About ``n`` snapshot steps in ``[0, steps]``: half geometric (dense early), half
+    evenly spaced, always including 0 and ``steps``."""
+    geo = np.geomspace(1, steps, max(n // 2, 2))
+    lin = np.linspace(0, steps, max(n - n // 2, 2))
+    return np.unique(np.round(np.concatenate([[0], geo, lin])).astype(np.int64))
+
+
+def batch_indices(config: RunConfig, n_train: int, t: int) -> Optional[torch.Tensor]:
+    """Indices ``(batch_size,)`` of the minibatch of iteration ``t`` (None for full batch).
+
+    A function of ``t`` alone (one seeded permutation per epoch), so a resumed run
+    sees exactly the batches an uninterrupted one would."""
+    b = config.batch_size
+    if not b or b >= n_train:
+        return None
+    epoch, k = divmod(t, n_train // b)
+    return _epoch_permutation(config.seed, epoch, n_train)[k * b:(k + 1) * b]
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def loss_fn(config: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, or MSE against one-hot targets (Omnigrok), averaged over the batch."""
+    if config.loss == "mse":
+        return F.mse_loss(logits, F.one_hot(y, logits.shape[-1]).to(logits.dtype),
+                          reduction="sum") / len(y)
+    return F.cross_entropy(logits, y)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Run:
+    """A finished (or diverged) run.
+
+    ``metrics[name]``: ``(steps_done,)`` float arrays (see :data:`METRICS`);
+    ``val_steps``, ``val_loss``, ``val_acc``: ``(n_val,)``; ``snapshot_steps``:
+    ``(n_snap,)``; ``snapshots``: ``(n_snap, n_params)`` float32 flat weights.
+    ``diverged_at`` is the first iteration whose loss was NaN or infinite, else None.
+    ``wall_time_s``: seconds of training (an ensemble's time divided among its runs).
+    """
+
+    config: RunConfig
+    metrics: dict[str, np.ndarray]
+    val_steps: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    snapshot_steps: np.ndarray
+    snapshots: np.ndarray
+    diverged_at: Optional[int] = None
+    wall_time_s: float = 0.0
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Iteration indices of :attr:`metrics`, ``(steps_done,)``."""
+        return np.arange(len(self.metrics["train_loss"]))
+
+    def dataset(self) -> Dataset:
+        return make_dataset(self.config)
+
+    def model_at(self, step: int) -> nn.Module:
+        """The model with the snapshot weights of ``step`` (which must be a snapshot step)."""
+        idx = np.flatnonzero(self.snapshot_steps == step)
+        if not len(idx):
+            raise ValueError(f"no snapshot at step {step}; snapshots: {self.snapshot_steps.tolist()}")
+        data = self.dataset()
+        model = build_model(self.config, data.vocab_size, data.n_classes)
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(self.snapshots[idx[0]].copy()),
+                                            model.parameters())
+        return model
+
+    def nearest_snapshot(self, step: float) -> int:
+        """The snapshot step closest to ``step``."""
+        return int(self.snapshot_steps[np.argmin(np.abs(self.snapshot_steps - step))])
+
+
+@dataclass
+class TrainState:
+    """One run's state after ``step`` iterations: everything needed to continue it
+    exactly (a checkpoint). Tensors are ``(n_params,)`` on the CPU; ``metrics`` is
+    ``(step, len(METRICS))``; ``val`` rows are ``(step, loss, acc)``."""
+
+    step: int
+    flat: torch.Tensor
+    opt: dict[str, torch.Tensor]
+    metrics: np.ndarray
+    val: list[tuple[int, float, float]]
+    snapshots: list[tuple[int, np.ndarray]]
+    theta0: torch.Tensor
+    prev_delta: torch.Tensor
+    wall_time_s: float = 0.0
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM at a consistent step (checkpointed when
+    the run has a store)."""
+
+
+class _Interrupt:
+    """Turns SIGINT and SIGTERM into a flag checked between iterations, so that Ctrl-C
+    or a scheduler's kill stops training at a consistent state that can be checkpointed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.hit: Optional[str] = None
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.hit = signal.Signals(signum).name
+
+    def __exit__(self, *_: Any) -> None:
+        for s, old in self.old.items():
+            signal.signal(s, old)
+
+
+#: The stacked rows are zero-padded to a multiple of this many entries and reduced chunk
+#: by chunk: torch splits one long reduction between threads (so its rounding depends
+#: on the thread count) but never a chunk this short, so every norm and cosine, and
+#: with them the run, is the same whatever the threads.
+_CHUNK = 16384
+
+
+def _rows_sum(x: torch.Tensor) -> torch.Tensor:
+    """Row sums of an ``(M, P)`` tensor (``P`` a multiple of :data:`_CHUNK`), ``(M,)``."""
+    return x.view(x.shape[0], -1, _CHUNK).sum(2).sum(1)
+
+
+def _rows_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot product of two ``(M, P)`` tensors, ``(M,)``."""
+    return _rows_sum(a * b)
+
+
+def _rows_norm(a: torch.Tensor) -> torch.Tensor:
+    """Row-wise Euclidean norm of an ``(M, P)`` tensor, ``(M,)``."""
+    return _rows_dot(a, a).sqrt()
+
+
+class Core:
+    """The stacked training state of ``configs`` (equal :func:`stack_key`), from
+    scratch or from ``states`` (one per config, all of the same step)."""
+
+    def __init__(self, configs: Sequence[RunConfig], device: Optional[torch.device | str] = None,
+                 states: Optional[Sequence[TrainState]] = None) -> None:
+        if not configs or any(stack_key(c) != stack_key(configs[0]) for c in configs):
+            raise ValueError("configs trained together must differ only in " + ", ".join(VARYING))
+        self.configs = list(configs)
+        c0, n = configs[0], len(configs)
+        self.c0, self.dev = c0, torch.device(device) if device is not None else default_device()
+        dev = self.dev
+        data = make_dataset(c0)
+        self.x_tr, self.y_tr = data.train_x.to(dev), data.train_y.to(dev)
+        self.x_va, self.y_va = data.val_x.to(dev), data.val_y.to(dev)
+        models = [build_model(c, data.vocab_size, data.n_classes) for c in configs]
+        w = torch.stack([torch.nn.utils.parameters_to_vector(m.parameters()) for m in models]).detach().to(dev)
+        self.n_params = w.shape[1]
+        w = F.pad(w, (0, -self.n_params % _CHUNK))  # zeros that no update moves
+        template = models[0].to(dev)
+        layout = [(name, p.shape) for name, p in template.named_parameters()]
+        offsets = np.cumsum([0] + [p.numel() for p in template.parameters()]).tolist()
+        out = next(i for i, p in enumerate(template.parameters()) if p is last_layer(template))
+        self.out_slice = slice(offsets[out], offsets[out + 1])
+
+        def forward(row: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            params = {name: row[offsets[i]:offsets[i + 1]].view(shape) for i, (name, shape) in enumerate(layout)}
+            return functional_call(template, params, (x,))
+
+        loss = lambda logits, y: loss_fn(c0, logits, y)
+        self._logits = torch.vmap(forward, in_dims=(0, None))       # one batch for every row
+        self._logits_rows = torch.vmap(forward, in_dims=(0, 0))     # a batch per row
+        self._loss = torch.vmap(loss, in_dims=(0, None))
+        self._loss_rows = torch.vmap(loss, in_dims=(0, 0))
+
+        if c0.fixed_norm:
+            w.mul_(c0.fixed_norm / _rows_norm(w)[:, None])
+        self.lr = torch.tensor([c.lr for c in configs], device=dev, dtype=w.dtype)[:, None]
+        self.wd = torch.tensor([c.weight_decay for c in configs], device=dev, dtype=w.dtype)[:, None]
+        self.l2 = c0.optimizer != "adamw" and any(c.weight_decay for c in configs)
+        self.steps = c0.steps
+        self.metrics = torch.full((self.steps, n, len(METRICS)), float("nan"), device=dev, dtype=w.dtype)
+        self.val: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.snaps: list[tuple[int, np.ndarray]] = []
+        self.t0, self.wall0 = 0, 0.0
+        self.w, self.m, self.v = w, torch.zeros_like(w), torch.zeros_like(w)
+        self.theta0, self.prev_delta = w.clone(), torch.zeros_like(w)
+        if states is not None:
+            self._resume(states)
+        self.theta0_norm = _rows_norm(self.theta0)
+        self.val_at = set(validation_schedule(self.steps).tolist())
+        self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
+
+    def _resume(self, states: Sequence[TrainState]) -> None:
+        dev, dtype = self.dev, self.w.dtype
+        pad = -self.n_params % _CHUNK
+        stack = lambda get: F.pad(torch.stack([get(s) for s in states]).to(dev), (0, pad))
+        self.t0, self.wall0 = states[0].step, max(s.wall_time_s for s in states)
+        self.w, self.theta0, self.prev_delta = stack(lambda s: s.flat), stack(lambda s: s.theta0), \
+            stack(lambda s: s.prev_delta)
+        self.m, self.v = stack(lambda s: s.opt["m"]), stack(lambda s: s.opt["v"])
+        self.metrics[:self.t0] = torch.from_numpy(np.stack([s.metrics for s in states], axis=1)).to(dev)
+        for k, (t, _, _) in enumerate(states[0].val):
+            self.val.append((t, torch.tensor([s.val[k][1] for s in states], device=dev, dtype=dtype),
+                             torch.tensor([s.val[k][2] for s in states], device=dev, dtype=dtype)))
+        for k, (t, _) in enumerate(states[0].snapshots):
+            self.snaps.append((t, np.stack([s.snapshots[k][1] for s in states])))
+
+    @torch.no_grad()
+    def observe(self, t: int) -> None:
+        """Validation and snapshot of theta_t, if scheduled."""
+        if t in self.val_at:
+            logits = self._logits(self.w, self.x_va)
+            acc = (logits.argmax(-1) == self.y_va).to(self.w.dtype).mean(1)
+            self.val.append((t, self._loss(logits, self.y_va), acc))
+        if t in self.snap_at:
+            self.snaps.append((t, self.w[:, :self.n_params].float().cpu().numpy().copy()))
+
+    def step(self, t: int) -> None:
+        """Iteration ``t``: observe theta_t, one gradient and update for every row, the
+        metric row ``metrics[t]``."""
+        self.observe(t)
+        c0, w = self.c0, self.w
+        idx = [batch_indices(c, len(self.y_tr), t) for c in self.configs]
+        wg = w.detach().requires_grad_(True)
+        if idx[0] is None:
+            logits, yb = self._logits(wg, self.x_tr), self.y_tr
+            losses = self._loss(logits, yb)
+        else:
+            ib = torch.stack(idx).to(self.dev)
+            logits, yb = self._logits_rows(wg, self.x_tr[ib]), self.y_tr[ib]
+            losses = self._loss_rows(logits, yb)
+        (g,) = torch.autograd.grad(losses.sum(), wg)
+        with torch.no_grad():
+            gnorm, wnorm = _rows_norm(g), _rows_norm(w)
+            row = [losses, (logits.argmax(-1) == yb).to(w.dtype).mean(1), gnorm, wnorm,
+                   w[:, self.out_slice].norm(dim=1), _rows_dot(w, self.theta0) / (wnorm * self.theta0_norm)]
+            if c0.grad_clip:
+                g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])
+            prev = w.clone()
+            self._update(t, g)
+            if c0.fixed_norm:
+                w.mul_(c0.fixed_norm / _rows_norm(w)[:, None])
+            delta = w - prev
+            row.append(_rows_dot(prev, w) / (wnorm * _rows_norm(w)))
+            row.append(_rows_dot(delta, self.prev_delta) / (_rows_norm(delta) * _rows_norm(self.prev_delta))
+                       if t else torch.full_like(wnorm, float("nan")))
+            self.metrics[t] = torch.stack(row, dim=1)
+            self.prev_delta = delta
+
+    def _update(self, t: int, g: torch.Tensor) -> None:
+        """The optimiser's update of every row in place: ``torch.optim``'s arithmetic
+        with the warmed-up ``(M, 1)`` learning rates."""
+        c, w, m = self.c0, self.w, self.m
+        lr = self.lr * min(1.0, (t + 1) / c.warmup_steps) if c.warmup_steps else self.lr
+        if self.l2:  # Adam and SGD: L2 weight decay through the gradient (0 * w for rows without)
+            g.add_(w * self.wd)
+        if c.optimizer == "sgd":
+            m.mul_(c.momentum).add_(g)
+            w.sub_(lr * m)
+            return
+        b1, b2 = c.betas
+        if c.optimizer == "adamw":
+            w.mul_(1 - lr * self.wd)
+        m.lerp_(g, 1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (self.v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
+        w.sub_(lr / (1 - b1 ** (t + 1)) * (m / denom))
+
+    def diverged(self, upto: int) -> np.ndarray:
+        """Per row, the first iteration before ``upto`` whose loss is not finite, or -1."""
+        bad = ~torch.isfinite(self.metrics[:upto, :, 0])
+        first = torch.where(bad.any(0), bad.to(torch.int8).argmax(0), -1)
+        return first.cpu().numpy()
+
+    def states(self, done: int, wall_s: float) -> list[TrainState]:
+        """One :class:`TrainState` per row after ``done`` iterations."""
+        metrics = self.metrics[:done].cpu().numpy()
+        val = [(t, loss.cpu().tolist(), acc.cpu().tolist()) for t, loss, acc in self.val]
+        row = lambda x, i: x[i, :self.n_params].cpu().clone()
+        return [TrainState(done, row(self.w, i), {"m": row(self.m, i), "v": row(self.v, i)},
+                           metrics[:, i], [(t, loss[i], acc[i]) for t, loss, acc in val],
+                           [(t, s[i]) for t, s in self.snaps], row(self.theta0, i),
+                           row(self.prev_delta, i), self.wall0 + wall_s)
+                for i in range(len(self.configs))]
+
+    def runs(self, done: int, wall_s: float) -> list[Run]:
+        """The :class:`Run` of every row after ``done`` iterations, each diverged row
+        trimmed at its divergence."""
+        m_np = self.metrics[:done].cpu().numpy().astype(np.float64)
+        v_steps = np.array([t for t, _, _ in self.val], dtype=np.int64)
+        v_loss = torch.stack([l for _, l, _ in self.val]).cpu().numpy().astype(np.float64)
+        v_acc = torch.stack([a for _, _, a in self.val]).cpu().numpy().astype(np.float64)
+        s_steps = np.array([t for t, _ in self.snaps], dtype=np.int64)
+        runs = []
+        for i, (c, d) in enumerate(zip(self.configs, self.diverged(done))):
+            end = done if d < 0 else d + 1
+            last = self.steps if d < 0 else d
+            keep_v, keep_s = v_steps <= last, s_steps <= last
+            runs.append(Run(
+                config=c, metrics={name: m_np[:end, i, k] for k, name in enumerate(METRICS)},
+                val_steps=v_steps[keep_v], val_loss=v_loss[keep_v, i], val_acc=v_acc[keep_v, i],
+                snapshot_steps=s_steps[keep_s],
+                snapshots=np.stack([s[i] for (t, s), k in zip(self.snaps, keep_s) if k]).astype(np.float32),
+                diverged_at=None if d < 0 else int(d),
+                wall_time_s=(self.wall0 + wall_s) / len(self.configs)))
+        return runs
+
+
+def train_core(configs: Sequence[RunConfig], *, states: Optional[Sequence[TrainState]] = None,
+               checkpoint: Optional[Callable[[list[TrainState]], None]] = None,
+               checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0,
+               progress: Optional[Callable[[int, float], None]] = None,
+               device: Optional[torch.device | str] = None) -> list[Run]:
+    """Train ``configs`` (equal :func:`stack_key`) together and return their runs.
+
+    ``states``: one checkpoint per config, all of the same step, to resume from.
+    ``checkpoint(rows)`` receives one :class:`TrainState` per config after every
+    ``checkpoint_every_s`` seconds of training, after every iteration count that is a
+    multiple of ``checkpoint_every_steps`` (0: never), and on SIGINT or SIGTERM, after
+    which :class:`TrainingInterrupted` is raised. ``progress(done, loss)`` is called
+    about a hundred times per run with the first row's latest loss. Training stops early
+    once every row has diverged.
+    """
+    core = Core(configs, device, states)
+    steps = core.steps
+    start = last_ckpt = time.perf_counter()
+    check_every = max(1, steps // 100)
+    saved_at = -1
+
+    def save(done: int) -> None:
+        nonlocal last_ckpt, saved_at
+        checkpoint(core.states(done, time.perf_counter() - start))  # type: ignore[misc]
+        last_ckpt, saved_at = time.perf_counter(), done
+
+    done = core.t0
+    with _Interrupt() as interrupt:
+        for t in range(core.t0, steps):
+            core.step(t)
+            done = t + 1
+            step_due = checkpoint_every_steps > 0 and done % checkpoint_every_steps == 0
+            if not (done % check_every == 0 or done == steps or step_due or interrupt.hit):
+                continue  # the checks below synchronise with the device: not every step
+            if (core.diverged(done) >= 0).all():
+                break
+            if progress is not None:
+                progress(done, float(core.metrics[t, 0, 0]))
+            if checkpoint is not None and done < steps and (
+                    step_due or time.perf_counter() - last_ckpt > checkpoint_every_s):
+                save(done)
+            if interrupt.hit and done < steps:  # also when the signal came during the checkpoint above
+                if checkpoint is not None and saved_at != done:
+                    save(done)
+                kept = "checkpoint saved" if checkpoint is not None else "no checkpoint (no store)"
+                raise TrainingInterrupted(f"training interrupted by {interrupt.hit} at step {done}; {kept}")
+        else:
+            core.observe(steps)
+    return core.runs(done, time.perf_counter() - start)
