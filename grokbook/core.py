@@ -247,6 +247,8 @@ class Core:
             return functional_call(template, params, (x,))
 
         loss = lambda logits, y: loss_fn(c0, logits, y)
+        # vmap also for M = 1: unbatched kernels round differently (measured up to 7e-5 in
+        # the weights after 3 steps), and a run must not depend on its company
         self._logits = torch.vmap(forward, in_dims=(0, None))       # one batch for every row
         self._logits_rows = torch.vmap(forward, in_dims=(0, 0))     # a batch per row
         self._loss = torch.vmap(loss, in_dims=(0, None))

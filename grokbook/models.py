@@ -15,6 +15,21 @@ from torch import nn
 from .config import RunConfig
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight^T + bias`` as a matmul then an add, not ``F.linear``: under
+    ``torch.vmap`` (the training core) ``F.linear`` with batched weights is about 15%
+    slower than this (``benchmarks/trainer_speed.py``)."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and initialisation) computed by :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention written with plain matmuls and softmax.
 
@@ -25,8 +40,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.qkv = Linear(d_model, 3 * d_model)
+        self.out = Linear(d_model, d_model)
 
     def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """``h``: ``(N, T, d)`` -> ``(N, T, d)``, or ``(N, 1, d)`` for the last query only."""
@@ -38,8 +53,8 @@ class CausalSelfAttention(nn.Module):
             # elementwise: per example these are (1 x d_head) @ (d_head x T) products,
             # which as batched matmuls cost a transposed copy and a tiny GEMM each.
             w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(h[:, -1], w[:d], b[:d]).view(n, 1, heads, d_head)
-            k, v = F.linear(h, w[d:], b[d:]).view(n, t, 2, heads, d_head).unbind(2)
+            q = linear(h[:, -1], w[:d], b[:d]).view(n, 1, heads, d_head)
+            k, v = linear(h, w[d:], b[d:]).view(n, t, 2, heads, d_head).unbind(2)
             att = ((q * k).sum(-1) / math.sqrt(d_head)).softmax(1)  # (n, t, heads)
             return self.out((att[..., None] * v).sum(1).reshape(n, 1, d))
         q, k, v = self.qkv(h).view(n, t, 3, heads, d_head).unbind(2)
@@ -59,7 +74,7 @@ class Block(nn.Module):
         self.ln1 = norm()
         self.attn = CausalSelfAttention(d_model, n_heads)
         self.ln2 = norm()
-        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, d_model))
+        self.mlp = nn.Sequential(Linear(d_model, hidden), nn.ReLU(), Linear(hidden, d_model))
 
     def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """``(N, T, d)`` -> ``(N, T, d)``; with ``last_only`` only the last position is
@@ -81,7 +96,7 @@ class Transformer(nn.Module):
         self.pos = nn.Parameter(torch.randn(seq_len, d_model) * 0.02)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, hidden, layer_norm) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
-        self.unembed = nn.Linear(d_model, n_classes)
+        self.unembed = Linear(d_model, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x) + self.pos[: x.shape[1]]
@@ -102,10 +117,10 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_features or 2 * d_model
         for _ in range(n_layers):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            layers += [Linear(width, hidden), nn.ReLU()]
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.unembed = nn.Linear(width, n_classes)
+        self.unembed = Linear(width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = x if self.embed is None else self.embed(x[:, [0, 2]]).flatten(1)
