@@ -1,16 +1,17 @@
 """Sweeps: grids of run configurations trained through the run store.
 
-Every run of a sweep goes through :meth:`RunStore.get_or_train`, so a finished run is
-never trained twice: a sweep stopped half-way resumes where it stopped, and chapters
+Every run of a sweep goes through the store (:meth:`RunStore.get_or_train_ensemble`),
+so a finished run is never trained twice: a sweep stopped half-way resumes where it stopped, and chapters
 that sweep overlapping grids share their runs. A run whose loss becomes NaN or infinite
 is stored as diverged (``Run.diverged_at``) and the sweep goes on.
 
 Executors:
 
 * ``None`` (default): on this machine. Runs that differ only in learning rate, weight
-  decay and seed are trained together as an ensemble (:mod:`grokbook.ensemble`), the
-  faster path (``benchmarks/sweep_speed.py``), in groups of at most ``ensemble_size``;
-  the others one after the other. On a CPU with several cores, a sweep of several
+  decay and seed (equal :func:`~grokbook.core.stack_key`) are trained together as an
+  ensemble (:mod:`grokbook.ensemble`), the faster path (``benchmarks/sweep_speed.py``),
+  in groups of at most ``ensemble_size``; a run comes out the same alone or in any
+  ensemble. On a CPU with several cores, a sweep of several
   groups and at least :data:`PARALLEL_MIN_WORK` model-steps spreads the groups over
   one single-threaded process per core (small models use one core far better than
   two threads; below that size, starting the processes costs more than it saves).
