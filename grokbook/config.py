@@ -21,6 +21,10 @@ TRAIN_VERSION = 2
 
 TASKS = ("add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x3+xy", "s5", "digits")
 MODELS = ("transformer", "mlp")
+#: ``book``: the book's own transformer and data (answer after ``=``, pre-LN, learned
+#: positions); ``grok``: the authors' setup, openai/grok's transformer and sequences
+#: (:class:`grokbook.models.GrokTransformer`, :func:`grokbook.tasks.make_dataset`).
+ARCHS = ("book", "grok")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("ce", "mse")
 
@@ -43,6 +47,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "r": (lambda v: 0.0 < v < 1.0, "a train fraction strictly between 0 and 1"),
     "data_seed": (lambda v: 0 <= v < SEED_LIMIT, _SEEDS),
     "model": (lambda v: v in MODELS, f"one of {', '.join(MODELS)}"),
+    "arch": (lambda v: v in ARCHS, f"one of {', '.join(ARCHS)}"),
     "n_layers": (lambda v: v >= 1, _AT_LEAST_1),
     "d_model": (lambda v: v >= 1, _AT_LEAST_1),
     "n_heads": (lambda v: v >= 1, _AT_LEAST_1),
@@ -146,9 +151,13 @@ class RunConfig:
     digits, 1797 images, for the MLP only), modulus ``p`` (at most :data:`MAX_P`;
     ignored by ``s5`` and ``digits``), train
     fraction ``r`` in (0, 1) and the ``data_seed`` of the split.
-    Model: ``model`` (``transformer`` or ``mlp``), ``n_layers``, ``d_model``,
+    Model: ``model`` (``transformer`` or ``mlp``), ``arch`` (``book``: the book's
+    pre-LN transformer reading the answer at ``=``; ``grok``: the authors' setup, the
+    openai/grok post-LN, bias-free transformer on ``<eos> a op b = c <eos>`` with loss
+    and accuracy on ``c <eos>``; transformer only), ``n_layers``, ``d_model``,
     ``n_heads``, ``d_mlp`` (hidden width of the feed-forward block, 0 means
-    ``4 * d_model``), ``layer_norm`` (pre-LayerNorm blocks, or none), and ``init_scale`` (every initial weight multiplied by it, the
+    ``4 * d_model``), ``layer_norm`` (LayerNorm in the blocks, pre-LN for ``book`` and post-LN
+    for ``grok``, or none), and ``init_scale`` (every initial weight multiplied by it, the
     Omnigrok knob).
     Optimisation: ``optimizer`` (``adamw``, ``adam`` or ``sgd``), ``lr``,
     ``weight_decay`` (decoupled for AdamW, L2 for Adam and SGD), ``betas``,
@@ -167,6 +176,7 @@ class RunConfig:
     r: float = 0.5
     data_seed: int = 0
     model: str = "transformer"
+    arch: str = "book"
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
@@ -204,6 +214,9 @@ class RunConfig:
                 check_field("p", self.p, bounds=False)  # p is not used by these tasks
             else:
                 check_field(f.name, getattr(self, f.name))
+        if self.arch == "grok" and (self.model != "transformer" or self.task == "digits"):
+            _fail("arch", self.arch, "'book' for model 'mlp' and task 'digits' "
+                  "('grok' is the authors' transformer on token sequences)")
         if self.task == "digits" and self.model != "mlp":
             _fail("model", self.model, "'mlp' for task 'digits' (images are not token sequences)")
         if self.task == "div" and not is_prime(self.p):

@@ -8,7 +8,7 @@ optimiser (AdamW, Adam with L2, SGD with momentum and L2, as ``torch.optim`` com
 them) works row by row with ``(M, 1)`` learning rates and weight decays; every per-step
 metric is a row-wise reduction computed on the device without a host synchronisation.
 Rows never mix, so on the CPU a run comes out bit-identical whether it was trained alone
-or in an ensemble of any size (``tests/test_core.py``).
+or in an ensemble of any size, with any number of threads (``tests/test_ensemble.py``).
 
 Conventions: iteration ``t`` (``0 <= t < steps``) evaluates the loss at the weights
 ``theta_t`` and updates them to ``theta_{t+1}``. ``Run.metrics[name][t]`` belongs to
@@ -94,11 +94,28 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def loss_fn(config: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy, or MSE against one-hot targets (Omnigrok), averaged over the batch."""
+    """Cross-entropy, or MSE against one-hot targets (Omnigrok), averaged over the
+    target tokens: ``logits`` ``(N, C)`` with ``y`` ``(N,)`` (arch ``book``: over the
+    batch), or ``(N, T, C)`` with ``(N, T)`` (arch ``grok``: over all ``N * T``
+    right-hand-side tokens, as openai/grok's ``F.cross_entropy(..., reduction="mean")``).
+    MSE sums the squared errors over the classes of each token."""
     if config.loss == "mse":
         return F.mse_loss(logits, F.one_hot(y, logits.shape[-1]).to(logits.dtype),
-                          reduction="sum") / len(y)
+                          reduction="sum") / y.numel()
+    if logits.dim() > 2:
+        logits, y = logits.flatten(0, -2), y.flatten()
     return F.cross_entropy(logits, y)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row accuracy ``(M,)`` of stacked logits ``(M, N, C)`` or ``(M, N, T, C)``
+    against targets ``(N,)``/``(N, T)`` or ``(M, N)``/``(M, N, T)``: the fraction of
+    the N examples whose every target token is the argmax (openai/grok's
+    ``_accuracy``), in the logits' dtype."""
+    correct = logits.argmax(-1) == y
+    if correct.dim() > 2:
+        correct = correct.flatten(2).all(2)
+    return correct.to(logits.dtype).mean(1)
 
 
 def default_device() -> torch.device:
@@ -292,8 +309,7 @@ class Core:
         """Validation and snapshot of theta_t, if scheduled."""
         if t in self.val_at:
             logits = self._logits(self.w, self.x_va)
-            acc = (logits.argmax(-1) == self.y_va).to(self.w.dtype).mean(1)
-            self.val.append((t, self._loss(logits, self.y_va), acc))
+            self.val.append((t, self._loss(logits, self.y_va), accuracy(logits, self.y_va)))
         if t in self.snap_at:
             self.snaps.append((t, self.w[:, :self.n_params].float().cpu().numpy().copy()))
 
@@ -314,7 +330,7 @@ class Core:
         (g,) = torch.autograd.grad(losses.sum(), wg)
         with torch.no_grad():
             gnorm, wnorm = _rows_norm(g), _rows_norm(w)
-            row = [losses, (logits.argmax(-1) == yb).to(w.dtype).mean(1), gnorm, wnorm,
+            row = [losses, accuracy(logits, yb), gnorm, wnorm,
                    w[:, self.out_slice].norm(dim=1), _rows_dot(w, self.theta0) / (wnorm * self.theta0_norm)]
             if c0.grad_clip:
                 g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])

@@ -1,7 +1,11 @@
-"""The models: the paper's decoder transformer and an MLP on token embeddings.
+"""The models: the book's decoder transformer, the authors' (openai/grok) transformer,
+and an MLP on token embeddings.
 
-Both map a batch of token sequences ``x`` of shape ``(N, 4)`` (``a op b =``) to answer
-logits of shape ``(N, n_classes)``, read at the last position (``=``).
+Arch ``book`` (:class:`Transformer`, :class:`MLP`): a batch of token sequences ``x`` of
+shape ``(N, 4)`` (``a op b =``) to answer logits of shape ``(N, n_classes)``, read at
+the last position (``=``). Arch ``grok`` (:class:`GrokTransformer`): ``x`` of shape
+``(N, 6)`` (``<eos> a op b = c``) to logits ``(N, 2, vocab_size)`` at the last two
+positions, which predict ``c`` and ``<eos>`` (see :mod:`grokbook.tasks`).
 """
 
 from __future__ import annotations
@@ -127,13 +131,104 @@ class MLP(nn.Module):
         return self.unembed(self.body(e))
 
 
+def sinusoidal_positions(seq_len: int, d_model: int) -> torch.Tensor:
+    """Fixed sinusoidal position encodings ``(seq_len, d_model)`` as openai/grok builds
+    them: for position ``t`` and ``k = 0, 1, ...``, column ``2k`` is
+    ``sin(t / 10000^(2k / d_model))`` and column ``2k + 1`` is
+    ``cos(t / 10000^(2k / d_model))``. Computed in float64, returned in the default dtype."""
+    t = torch.arange(seq_len, dtype=torch.float64)[:, None]
+    i = torch.arange(d_model)
+    angle = t * 10000.0 ** (-(i - i % 2).to(torch.float64) / d_model)
+    return torch.where(i % 2 == 0, angle.sin(), angle.cos()).to(torch.get_default_dtype())
+
+
+class GrokAttention(nn.Module):
+    """openai/grok's multi-head causal self-attention: bias-free query, key, value and
+    output projections (the heads' ``Wq``, ``Wk``, ``Wv`` stacked into ``qkv``), plain
+    matmuls and softmax (double backward works, unlike ``scaled_dot_product_attention``)."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = Linear(d_model, 3 * d_model, bias=False)
+        self.out = Linear(d_model, d_model, bias=False)
+
+    def forward(self, h: torch.Tensor, n_query: int | None = None) -> torch.Tensor:
+        """``h``: ``(N, T, d)`` -> ``(N, T, d)``; with ``n_query`` only the last
+        ``n_query`` positions are queried, ``(N, n_query, d)``, each attending causally
+        to every position up to its own."""
+        n, t, d = h.shape
+        s = t if n_query is None else n_query
+        heads, d_head = self.n_heads, d // self.n_heads
+        w = self.qkv.weight
+        q = linear(h[:, t - s:], w[:d]).view(n, s, heads, d_head).transpose(1, 2)
+        k, v = (z.transpose(1, 2) for z in linear(h, w[d:]).view(n, t, 2, heads, d_head).unbind(2))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d_head)  # (n, heads, s, t)
+        # query i sits at position t - s + i and must not see keys j > t - s + i
+        mask = torch.ones(s, t, dtype=torch.bool, device=h.device).triu(t - s + 1)
+        att = scores.masked_fill(mask, float("-inf")).softmax(-1)
+        return self.out((att @ v).transpose(1, 2).reshape(n, s, d))
+
+
+class GrokBlock(nn.Module):
+    """openai/grok's post-LayerNorm decoder block: ``h = LN(x + attn(x))``,
+    ``out = LN(h + ffn(h))`` with a bias-free ReLU feed-forward; ``layer_norm=False``
+    drops both LayerNorms."""
+
+    def __init__(self, d_model: int, n_heads: int, hidden: int, layer_norm: bool = True) -> None:
+        super().__init__()
+        norm = (lambda: nn.LayerNorm(d_model)) if layer_norm else nn.Identity
+        self.attn = GrokAttention(d_model, n_heads)
+        self.ln1 = norm()
+        self.mlp = nn.Sequential(Linear(d_model, hidden, bias=False), nn.ReLU(),
+                                 Linear(hidden, d_model, bias=False))
+        self.ln2 = norm()
+
+    def forward(self, x: torch.Tensor, n_query: int | None = None) -> torch.Tensor:
+        """``(N, T, d)`` -> ``(N, T, d)``, or ``(N, n_query, d)`` for the last
+        ``n_query`` positions only (all the read-out needs from the final block)."""
+        a = self.attn(x, n_query)
+        h = self.ln1((x if n_query is None else x[:, -n_query:]) + a)
+        return self.ln2(h + self.mlp(h))
+
+
+class GrokTransformer(nn.Module):
+    """The authors' model, openai/grok's decoder-only transformer: token embedding over
+    the whole vocabulary plus fixed sinusoidal positions (a buffer, not a parameter),
+    ``n_layers`` post-LN :class:`GrokBlock`, no final LayerNorm, no bias in any linear
+    layer, and an untied bias-free head ``unembed`` over the whole vocabulary.
+
+    ``x``: ``(N, T)`` tokens (``T = 6``: ``<eos> a op b = c``) -> logits
+    ``(N, n_out, vocab_size)`` at the last ``n_out`` positions (those predicting
+    ``c`` and ``<eos>``)."""
+
+    def __init__(self, vocab_size: int, n_layers: int = 2, d_model: int = 128, n_heads: int = 4,
+                 hidden: int = 512, seq_len: int = 6, n_out: int = 2, layer_norm: bool = True) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.register_buffer("pos", sinusoidal_positions(seq_len, d_model), persistent=False)
+        self.blocks = nn.ModuleList(GrokBlock(d_model, n_heads, hidden, layer_norm) for _ in range(n_layers))
+        self.unembed = Linear(d_model, vocab_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) + self.pos[: x.shape[1]]
+        for i, block in enumerate(self.blocks):
+            h = block(h, self.n_out if i == len(self.blocks) - 1 else None)
+        return self.unembed(h)
+
+
 def build_model(config: RunConfig, vocab_size: int, n_classes: int) -> nn.Module:
     """The model a config asks for, initialised from ``config.seed`` and with every
-    parameter multiplied by ``config.init_scale``."""
+    parameter multiplied by ``config.init_scale``. Arch ``grok`` builds a
+    :class:`GrokTransformer` over ``vocab_size`` tokens (``n_classes`` unused)."""
     torch.manual_seed(config.seed)
-    if config.model == "transformer":
-        model: nn.Module = Transformer(vocab_size, n_classes, config.n_layers, config.d_model,
-                                       config.n_heads, config.hidden, layer_norm=config.layer_norm)
+    if config.arch == "grok":
+        model: nn.Module = GrokTransformer(vocab_size, config.n_layers, config.d_model, config.n_heads,
+                                           config.hidden, layer_norm=config.layer_norm)
+    elif config.model == "transformer":
+        model = Transformer(vocab_size, n_classes, config.n_layers, config.d_model,
+                            config.n_heads, config.hidden, layer_norm=config.layer_norm)
     else:
         model = MLP(vocab_size, n_classes, config.n_layers, config.d_model, config.hidden,
                     in_features=64 if config.task == "digits" else 0)

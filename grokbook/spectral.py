@@ -200,3 +200,35 @@ def spectral_energy(loss, window: int = 400, method: str = "linear",
             raise ValueError("normalize='mean_loss' needs a non-zero mean loss in the window")
         energy = energy / level
     return float(energy) if arr.ndim == 1 else energy
+
+
+def paper_energy(loss, window: int = 400) -> Union[float, np.ndarray]:
+    """The paper's spectral energy: the sum of squares of the first ``window`` values
+    of the raw training loss, ``E = sum_{t < window} L(t)^2``.
+
+    By Parseval this is the spectral energy ``(1/n) sum_j |F(L)_j|^2`` of the window
+    (Hjorth's ``m0`` without removing the mean); the authors' code accumulates exactly
+    this (``loss**2`` once per step). No detrending, no normalisation: it is dominated
+    by how fast the loss falls from ``log(p)``; :func:`spectral_energy` gives the
+    detrended variants.
+
+    ``loss``: ``(steps,)`` or ``(runs, steps)``, one value per training step. Returns a
+    float for a 1-D input, a ``(runs,)`` array for a 2-D one, in loss units squared.
+    Raises ValueError if the curve is shorter than ``window`` or the window holds a
+    non-finite value.
+    """
+    arr = np.asarray(loss, dtype=np.float64)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"loss must have shape (steps,) or (runs, steps), got {arr.shape}")
+    if int(window) != window or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    window = int(window)
+    if arr.shape[-1] < window:
+        raise ValueError(f"loss has {arr.shape[-1]} steps, fewer than window={window}")
+    raw = arr[..., :window]
+    bad = ~np.isfinite(raw).all(axis=-1)
+    if np.any(bad):
+        where = "" if arr.ndim == 1 else f" in runs {np.flatnonzero(bad).tolist()}"
+        raise ValueError(f"non-finite loss values in the first {window} steps{where}")
+    energy = np.sum(raw**2, axis=-1)
+    return float(energy) if arr.ndim == 1 else energy

@@ -1,8 +1,17 @@
 """Algorithmic data sets: binary operations on a finite set, split by train fraction.
 
-Every example is the token sequence ``a op b =`` (shape ``(4,)``) and its label is the
-answer ``a op b`` as a class index; the loss and accuracy are taken on the answer only.
-Element tokens are ``0 .. n-1``, then ``n`` is the operator and ``n + 1`` is ``=``.
+Two layouts, chosen by ``RunConfig.arch``:
+
+- ``book``: every example is the token sequence ``a op b =`` (shape ``(4,)``) and its
+  label is the answer ``c = a op b`` as a class index; the loss and accuracy are taken
+  on the answer only. Element tokens are ``0 .. n-1``, then ``n`` is the operator and
+  ``n + 1`` is ``=``.
+- ``grok``: openai/grok's sequence ``<eos> a op b = c <eos>``, teacher-forced: the input
+  is its first six tokens ``[eos, a, op, b, =, c]`` (shape ``(6,)``) and the targets
+  are the tokens after ``=``, ``[c, eos]`` (shape ``(2,)``), over the whole vocabulary:
+  elements ``0 .. n-1``, operator ``n``, ``=`` at ``n + 1``, ``<eos>`` at ``n + 2``.
+
+Both layouts split the same examples the same way for a given ``data_seed``.
 """
 
 from __future__ import annotations
@@ -20,8 +29,13 @@ from .config import RunConfig
 class Dataset:
     """A task's examples split in two.
 
-    ``train_x``/``val_x``: ``(N, 4)`` int64 tokens; ``train_y``/``val_y``: ``(N,)``
-    int64 answers in ``[0, n_classes)``. ``vocab_size = n_classes + 2``.
+    Arch ``book``: ``train_x``/``val_x`` are ``(N, 4)`` int64 tokens ``[a, op, b, =]``
+    and ``train_y``/``val_y`` ``(N,)`` int64 answers in ``[0, n_classes)``;
+    ``n_special = 2`` (operator, ``=``). Arch ``grok``: ``train_x``/``val_x`` are
+    ``(N, 6)`` int64 tokens ``[eos, a, op, b, =, c]`` and ``train_y``/``val_y``
+    ``(N, 2)`` int64 targets ``[c, eos]`` in ``[0, vocab_size)``; ``n_special = 3``
+    (operator, ``=``, ``<eos>``). Task ``digits``: ``(N, 64)`` float32 features and
+    ``(N,)`` labels. ``vocab_size = n_classes + n_special``.
     """
 
     train_x: torch.Tensor
@@ -29,10 +43,12 @@ class Dataset:
     val_x: torch.Tensor
     val_y: torch.Tensor
     n_classes: int
+    n_special: int = 2
 
     @property
     def vocab_size(self) -> int:
-        return self.n_classes + 2
+        """Number of token ids: the ``n_classes`` elements then the special tokens."""
+        return self.n_classes + self.n_special
 
 
 def _s5_table() -> np.ndarray:
@@ -88,18 +104,28 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 def make_dataset(config: RunConfig) -> Dataset:
     """The examples of ``config.task`` split by a seeded shuffle into a fraction ``r``
-    for training and the rest for validation. For ``digits`` the inputs are float
-    features ``(N, 64)`` instead of tokens."""
+    for training and the rest for validation, in the layout of ``config.arch`` (see
+    :class:`Dataset`). For ``digits`` the inputs are float features ``(N, 64)``
+    instead of tokens. The shuffle depends on ``data_seed`` and the number of examples
+    only, so both archs put the same ``(a, b)`` pairs in each split."""
+    n_special = 2
     if config.task == "digits":
-        x, c = digits()
+        x, y = digits()
         n = 10
     else:
         a, b, c, n = operation_table(config.task, config.p)
-        x = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1)], axis=1)
-    order = np.random.default_rng(config.data_seed).permutation(len(c))
-    n_train = int(round(config.r * len(c)))
-    if not 0 < n_train < len(c):
-        raise ValueError(f"r = {config.r} leaves an empty split of {len(c)} examples")
+        op, eq = np.full_like(a, n), np.full_like(a, n + 1)
+        if config.arch == "grok":
+            n_special = 3
+            eos = np.full_like(a, n + 2)
+            x = np.stack([eos, a, op, b, eq, c], axis=1)
+            y = np.stack([c, eos], axis=1)
+        else:
+            x, y = np.stack([a, op, b, eq], axis=1), c
+    order = np.random.default_rng(config.data_seed).permutation(len(y))
+    n_train = int(round(config.r * len(y)))
+    if not 0 < n_train < len(y):
+        raise ValueError(f"r = {config.r} leaves an empty split of {len(y)} examples")
     tr, va = order[:n_train], order[n_train:]
     t = torch.from_numpy
-    return Dataset(t(x[tr]), t(c[tr]), t(x[va]), t(c[va]), n)
+    return Dataset(t(x[tr]), t(y[tr]), t(x[va]), t(y[va]), n, n_special)

@@ -1,3 +1,4 @@
+import dataclasses
 import pickle
 
 import numpy as np
@@ -15,6 +16,7 @@ from grokbook.core import _epoch_permutation
     ({"weight_decay": -1.0}, "weight_decay"), ({"d_model": 30, "n_heads": 4}, "n_heads"),
     ({"betas": (0.9, 1.0)}, "betas"), ({"batch_size": -1}, "batch_size"),
     ({"steps": 0}, "steps"), ({"loss": "hinge"}, "loss"), ({"init_scale": 0.0}, "init_scale"),
+    ({"arch": "gpt2"}, "arch"), ({"arch": 1}, "arch"),
 ])
 def test_invalid_values_name_the_field(changes, field):
     with pytest.raises(ValueError, match=rf"RunConfig\.{field} = .* is invalid: "):
@@ -103,13 +105,13 @@ def test_numpy_numbers_are_stored_as_python_numbers():
 
 
 def test_hashes_of_stored_runs_do_not_change():
-    # Literals of TRAIN_VERSION 2 (the one training core): runs in existing stores keep
-    # their keys until a change to training bumps the version.
-    assert RunConfig().hash() == "af16bd328d39140e"
+    # Literals of TRAIN_VERSION 2 with the field `arch` (the one training core): runs in
+    # existing stores keep their keys until a change to training bumps the version.
+    assert RunConfig().hash() == "95a9a65ca6b34d6e"
     assert RunConfig(task="div", p=113, r=0.3, layer_norm=False, lr=1, weight_decay=0, betas=[0.8, 0.9],
-                     batch_size=64, seed=3, data_seed=2, steps=60).hash() == "97869f76964d38e2"
+                     batch_size=64, seed=3, data_seed=2, steps=60).hash() == "e3a2365b4bd7758d"
     assert RunConfig(task="digits", model="mlp", loss="mse", init_scale=8, d_mlp=200, n_layers=2,
-                     r=0.5565).hash() == "14f14ba0072b1cce"
+                     r=0.5565).hash() == "2e52e2398ac799ee"
 
 
 def test_check_field_checks_one_field_alone():
@@ -119,3 +121,20 @@ def test_check_field_checks_one_field_alone():
         check_field("p", 1)
     assert (info.value.field, info.value.value) == ("p", 1)
     assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # crosses process boundaries
+
+
+def test_arch_defaults_to_book_and_grok_is_transformer_only():
+    assert RunConfig().arch == "book" and RunConfig(arch="grok").arch == "grok"
+    assert RunConfig(arch="grok").hash() != RunConfig().hash()
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    assert names[names.index("model") + 1] == "arch"
+    with pytest.raises(FieldError, match=r"^RunConfig\.arch = 'grok' is invalid: 'book' for model 'mlp'") as info:
+        RunConfig(arch="grok", model="mlp")
+    assert info.value.field == "arch"
+    with pytest.raises(FieldError, match=r"^RunConfig\.arch = 'grok' is invalid: .*task 'digits'") as info:
+        RunConfig(arch="grok", task="digits", model="mlp")
+    assert info.value.field == "arch"
+    with pytest.raises(FieldError, match=r"^RunConfig\.arch = 'grok' is invalid"):
+        RunConfig(arch="grok", task="digits")  # the arch is named, not the model
+    assert RunConfig(arch="grok", task="s5").task == "s5"
+    assert check_field("arch", "grok") == "grok"

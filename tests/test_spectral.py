@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from grokbook.spectral import Hjorth, detrend, hjorth, hjorth_spectral, spectral_energy
+from grokbook.spectral import Hjorth, detrend, hjorth, hjorth_spectral, paper_energy, spectral_energy
 
 N = 400
 T = np.arange(N)
@@ -162,3 +162,46 @@ def test_spectral_energy_bad_inputs():
         spectral_energy(np.ones(400), window=1)
     with pytest.raises(ValueError, match="non-zero mean"):
         spectral_energy(np.zeros(400), normalize="mean_loss")
+
+
+def test_paper_energy_closed_forms():
+    # constant c: window * c^2
+    assert paper_energy(np.full(N, 2.5), window=N) == pytest.approx(N * 2.5**2, rel=1e-14)
+    # geometric L(t) = L0 q^t: sum L0^2 q^(2t) = L0^2 (1 - q^(2w)) / (1 - q^2)
+    l0, q, w = 4.6, 0.99, 300
+    geo = l0 * q ** np.arange(500.0)
+    assert paper_energy(geo, window=w) == pytest.approx(l0**2 * (1 - q ** (2 * w)) / (1 - q**2), rel=1e-12)
+    # c + A sin with an integer number of cycles: N c^2 + N A^2 / 2 (the cross term sums to 0)
+    loss = 3.0 + sinusoid(20, 0.3)
+    assert paper_energy(loss) == pytest.approx(N * 3.0**2 + N * 0.3**2 / 2, rel=1e-12)
+    # Parseval: equal to the spectral energy (1/n) sum |X_j|^2 of the undetrended window
+    x = np.random.default_rng(5).normal(size=N) + np.exp(-T / 50)
+    assert paper_energy(x) == pytest.approx(np.sum(np.abs(np.fft.fft(x)) ** 2) / N, rel=1e-12)
+    # only the first `window` steps count; the default window is the paper's 400
+    tail = np.concatenate([np.ones(N), np.full(100, np.nan)])
+    assert paper_energy(tail) == pytest.approx(float(N)) and isinstance(paper_energy(tail), float)
+
+
+def test_paper_energy_vectorised_over_runs():
+    rng = np.random.default_rng(6)
+    runs = rng.normal(size=(4, 500)) + np.linspace(3, 1, 500)
+    out = paper_energy(runs, window=400)
+    assert out.shape == (4,)
+    np.testing.assert_allclose(out, [sum(v * v for v in r[:400]) for r in runs.tolist()], rtol=1e-12)
+    consts = np.array([[1.0] * 10, [2.0] * 10, [0.0] * 10])
+    np.testing.assert_allclose(paper_energy(consts, window=10), [10.0, 40.0, 0.0], rtol=0, atol=0)
+
+
+def test_paper_energy_bad_inputs():
+    with pytest.raises(ValueError, match="fewer than window=400"):
+        paper_energy(np.ones(100))
+    with pytest.raises(ValueError, match="non-finite loss values in the first 400 steps"):
+        paper_energy(np.r_[np.ones(10), np.inf, np.ones(500)])
+    bad = np.ones((3, 400))
+    bad[2, 399] = np.nan
+    with pytest.raises(ValueError, match=r"runs \[2\]"):
+        paper_energy(bad)
+    with pytest.raises(ValueError, match="shape"):
+        paper_energy(np.ones((2, 2, 400)))
+    with pytest.raises(ValueError, match="window"):
+        paper_energy(np.ones(400), window=0)

@@ -61,3 +61,26 @@ def test_digits_split_and_validation():
     assert 0.0 <= float(d.train_x.min()) and float(d.train_x.max()) <= 1.0
     with pytest.raises(ValueError, match="RunConfig.model = 'transformer' is invalid"):
         RunConfig(task="digits")
+
+
+@pytest.mark.parametrize("task, p", [("add", 23), ("div", 13), ("s5", 0)])
+def test_grok_layout_and_same_split_as_book(task, p):
+    book = RunConfig(task=task, p=p, r=0.3, data_seed=5)
+    grok = book.replace(arch="grok")
+    db, dg = make_dataset(book), make_dataset(grok)
+    a, b, c, n = operation_table(task, p)
+    table = {(int(x), int(y)): int(z) for x, y, z in zip(a, b, c)}
+    op, eq, eos = n, n + 1, n + 2
+    assert dg.n_classes == n and dg.vocab_size == n + 3 and db.vocab_size == n + 2
+    for x, y, xb, yb in ((dg.train_x, dg.train_y, db.train_x, db.train_y),
+                         (dg.val_x, dg.val_y, db.val_x, db.val_y)):
+        assert x.shape == (len(xb), 6) and y.shape == (len(xb), 2)
+        assert x.dtype == y.dtype == torch.int64
+        # <eos> a op b = c  ->  targets c <eos>
+        assert (x[:, 0] == eos).all() and (x[:, 2] == op).all() and (x[:, 4] == eq).all()
+        assert (y[:, 1] == eos).all() and torch.equal(x[:, 5], y[:, 0])
+        assert all(table[(ai, bi)] == ci for ai, bi, ci in zip(x[:, 1].tolist(), x[:, 3].tolist(),
+                                                                  x[:, 5].tolist()))
+        # the same (a, b) pairs, in the same order, as the book arch
+        assert torch.equal(x[:, [1, 3]], xb[:, [0, 2]]) and torch.equal(y[:, 0], yb)
+    assert len(dg.train_y) == round(0.3 * len(c))
