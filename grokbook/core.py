@@ -93,6 +93,12 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over every target token: logits ``(N, C)`` with targets
+    ``(N,)``, or ``(N, T, C)`` with ``(N, T)`` (arch ``grok``)."""
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten())
+
+
 def loss_fn(config: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy, or MSE against one-hot targets (Omnigrok), averaged over the
     target tokens: ``logits`` ``(N, C)`` with ``y`` ``(N,)`` (arch ``book``: over the
@@ -102,9 +108,7 @@ def loss_fn(config: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.T
     if config.loss == "mse":
         return F.mse_loss(logits, F.one_hot(y, logits.shape[-1]).to(logits.dtype),
                           reduction="sum") / y.numel()
-    if logits.dim() > 2:
-        logits, y = logits.flatten(0, -2), y.flatten()
-    return F.cross_entropy(logits, y)
+    return cross_entropy(logits, y)
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

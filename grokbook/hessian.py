@@ -3,7 +3,7 @@ and spectral density.
 
 Every function takes a model, a batch ``inputs`` (e.g. ``(N, 4)`` int64 tokens) with its
 ``targets`` (``(N,)``), and an optional ``loss_fn(logits, targets) -> scalar`` (default
-cross-entropy on ``logits = model(inputs)``; pass e.g.
+:func:`grokbook.core.cross_entropy` on ``logits = model(inputs)``, any number of target tokens; pass e.g.
 ``functools.partial(grokbook.core.loss_fn, config)`` for the loss a run trained on).
 The Hessian is that of the loss with respect to *all* of ``model.parameters()``,
 flattened in that order into ``P`` coordinates; eigenvalues are in loss units per
@@ -17,9 +17,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.linalg import eigh_tridiagonal
 from torch import nn
+
+from .core import cross_entropy
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,7 +36,7 @@ def make_hvp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     forward and backward pass on the whole batch is held as long as the function is.
     """
     params = list(model.parameters())
-    loss = (loss_fn or F.cross_entropy)(model(inputs), targets)
+    loss = (loss_fn or cross_entropy)(model(inputs), targets)
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True,
                                 materialize_grads=True)
     flat_grad = torch.cat([g.reshape(-1) for g in grads])

@@ -17,9 +17,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+
+from .core import accuracy, cross_entropy
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = Union[nn.Module, torch.Tensor, np.ndarray]
@@ -128,7 +129,7 @@ def _evaluate(model: nn.Module, params: Params, directions: torch.Tensor, coeffs
         raise ValueError(f"method = {method!r} must be 'auto', 'vmap' or 'loop'")
     if chunk_size < 1:
         raise ValueError(f"chunk_size = {chunk_size} must be >= 1")
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
     named = list(model.named_parameters())
     names = [n for n, _ in named]
     shapes = [p.shape for _, p in named]
@@ -145,7 +146,7 @@ def _evaluate(model: nn.Module, params: Params, directions: torch.Tensor, coeffs
         weights = {n: t.view(s) for n, t, s in
                    zip(names, flat.split([s.numel() for s in shapes]), shapes)}
         logits = functional_call(model, weights, (x,))
-        return loss_fn(logits, y), (logits.argmax(-1) == y).to(base.dtype).mean()
+        return loss_fn(logits, y), accuracy(logits[None], y)[0].to(base.dtype)
 
     def by_loop(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pts = [point(c, x, y) for c in coeffs]
@@ -222,7 +223,7 @@ def slice_1d_loop(model: nn.Module, params: Params, direction: torch.Tensor,
                   ) -> Slice:
     """Reference :func:`slice_1d`: loads each point into a copy of the model with
     ``vector_to_parameters`` and calls it, one point at a time. Slow; for tests."""
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
     net = copy.deepcopy(model)
     base, d = flat_params(params), flat_params(direction)
     out: Slice = {n: {"loss": np.empty(len(alphas)), "acc": np.empty(len(alphas))}
@@ -233,5 +234,5 @@ def slice_1d_loop(model: nn.Module, params: Params, direction: torch.Tensor,
             for name, (x, y) in batches.items():
                 logits = net(x)
                 out[name]["loss"][i] = float(loss_fn(logits, y))
-                out[name]["acc"][i] = float((logits.argmax(-1) == y).double().mean())
+                out[name]["acc"][i] = float(accuracy(logits[None], y)[0])
     return out

@@ -198,3 +198,23 @@ def test_hvp_matches_finite_difference_of_gradients():
     torch.nn.utils.vector_to_parameters(flat, model.parameters())
     hv = hvp(model, x, y, v, loss_fn=loss)
     assert float((hv - fd).norm() / fd.norm()) < 1e-6
+
+
+def test_landscape_slices_and_hvps_take_the_grok_targets():
+    """The analysis defaults (cross-entropy, accuracy) accept the (N, 2) targets of arch
+    grok: a slice at alpha 0 gives the run's own loss and all-token accuracy."""
+    from grokbook.landscape import slice_1d, slice_1d_loop
+
+    config = RunConfig(arch="grok", p=7, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=5, n_snapshots=2)
+    data = make_dataset(config)
+    model = build_model(config, data.vocab_size, data.n_classes)
+    x, y = data.train_x, data.train_y
+    logits = model(x)
+    direction = torch.randn(sum(p.numel() for p in model.parameters()))
+    params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    alphas = torch.tensor([0.0, 0.5])
+    for slicer in (slice_1d, slice_1d_loop):
+        out = slicer(model, params, direction, alphas, {"train": (x, y)})
+        assert out["train"]["loss"][0] == pytest.approx(float(loss_fn(config, logits, y)), rel=1e-5)
+        assert out["train"]["acc"][0] == pytest.approx(float(accuracy(logits[None], y)[0]))
+    assert torch.isfinite(hvp(model, x, y, direction)).all()
