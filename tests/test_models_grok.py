@@ -209,7 +209,8 @@ def test_landscape_slices_and_hvps_take_the_grok_targets():
     data = make_dataset(config)
     model = build_model(config, data.vocab_size, data.n_classes)
     x, y = data.train_x, data.train_y
-    logits = model(x)
+    with torch.no_grad():
+        logits = model(x)
     direction = torch.randn(sum(p.numel() for p in model.parameters()))
     params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     alphas = torch.tensor([0.0, 0.5])
