@@ -58,8 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     paper = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, lr=1e-3, layer_norm=True, steps=args.steps)
-    store = RunStore()  # the runs are trained once and then read from the store
-    run = store.get_or_train(paper, progress=False, device=args.device)
+    store = RunStore(device=args.device)  # the runs are trained once and then read from the store
+    run = store.get_or_train(paper, progress=False)
     model, data = run.model_at(paper.steps).to(args.device), run.dataset()
     x, y = data.train_x.to(args.device), data.train_y.to(args.device)
     n = run.snapshots.shape[1]
@@ -81,7 +81,7 @@ def main() -> None:
               f"(lambda_min {lmin:.6g}, lambda_max {lmax:.6g}; target <= 60 s)")
 
     ch1 = RunConfig(p=47, r=0.5, n_layers=2, d_model=64, layer_norm=False, lr=3e-3, steps=args.steps)
-    run = store.get_or_train(ch1, progress=False, device=args.device)
+    run = store.get_or_train(ch1, progress=False)
     model, data = run.model_at(ch1.steps), run.dataset()
     theta = flat_params(model)
     d = filter_normalize(random_direction(model, seed=0), model)

@@ -395,6 +395,8 @@ class RunStore:
         checkpoint if there is one) and stored. Concurrent callers for the same config
         wait for one another: the run is trained once. ``StoreError`` before training
         if the disk cannot hold the result."""
+        if "device" in fit_kwargs:
+            raise TypeError("get_or_train() takes no device: a store trains on its own, RunStore(device=...)")
         run = self.load(config)
         if run is not None:
             return run
