@@ -388,3 +388,8 @@ def test_a_relative_home_is_taken_from_the_current_directory(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GROKBOOK_HOME", "rel/store")
     assert default_home() == tmp_path / "rel" / "store" and RunStore().root.is_absolute()
+
+
+def test_the_store_trains_on_its_own_device(tmp_path, tiny):
+    with pytest.raises(TypeError, match="RunStore\\(device=...\\)"):
+        RunStore(tmp_path).get_or_train(tiny, progress=False, device="cpu")
