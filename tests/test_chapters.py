@@ -51,3 +51,30 @@ def test_chapter_smoke(name, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ["grokking", "hessian"])
+def test_chapter_runs_the_authors_setup(name, tmp_path):
+    """A chapter with `-p arch grok` (openai/grok's model and sequence) executes, shrunk."""
+    out = run_chapter(name, {"arch": "grok"}, profile="smoke", output=tmp_path / f"{name}.ipynb")
+    assert out.exists()
+
+
+def test_the_paper_profile_is_the_authors_recipe():
+    """Every transformer chapter under `--profile paper` trains openai/grok's model on
+    addition mod 97 with AdamW lr 1e-3, weight decay 1, full batch (PAPER_NOTES)."""
+    from grokbook.chapters import load_profile
+
+    recipe = dict(arch="grok", task="add", p=97, n_layers=2, d_model=128, n_heads=4, layer_norm=True)
+    for chapter in find_chapters().values():
+        if "arch" not in chapter.parameters:
+            continue
+        values = load_profile("paper", chapter)
+        assert {k: values[k] for k in recipe} == recipe, chapter.name
+        if "lrs" in values:  # the heatmap grid of their script
+            assert values["lrs"] == [0.001, 0.002, 0.003, 0.004, 0.005]
+            assert values["weight_decays"][0] == 0.0 and values["weight_decays"][-1] == 5.0
+        else:
+            assert values["lr"] == 0.001, chapter.name
+        if "weight_decay" in values:
+            assert values["weight_decay"] == 1.0 and values["batch_size"] == 0, chapter.name
