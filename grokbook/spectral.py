@@ -156,6 +156,26 @@ def _poly_residual(x: np.ndarray, degree: int) -> np.ndarray:
     return x - (x @ q) @ q.T
 
 
+def _early_window(loss, window: int, smallest: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(arr, raw)``: the loss curves as float64, ``(steps,)`` or ``(runs, steps)``, and
+    their first ``window`` values; ValueError for another shape, a window that is not an
+    integer >= ``smallest`` or longer than the curves, or a non-finite value in it."""
+    arr = np.asarray(loss, dtype=np.float64)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"loss must have shape (steps,) or (runs, steps), got {arr.shape}")
+    if int(window) != window or window < smallest:
+        raise ValueError(f"window must be an integer >= {smallest}, got {window!r}")
+    window = int(window)
+    if arr.shape[-1] < window:
+        raise ValueError(f"loss has {arr.shape[-1]} steps, fewer than window={window}")
+    raw = arr[..., :window]
+    bad = ~np.isfinite(raw).all(axis=-1)
+    if np.any(bad):
+        where = "" if arr.ndim == 1 else f" in runs {np.flatnonzero(bad).tolist()}"
+        raise ValueError(f"non-finite loss values in the first {window} steps{where}")
+    return arr, raw
+
+
 def spectral_energy(loss, window: int = 400, method: str = "linear",
                     normalize: Literal["none", "mean_loss"] = "none") -> Union[float, np.ndarray]:
     """Energy of the oscillations in the first ``window`` steps of a loss curve.
@@ -177,21 +197,10 @@ def spectral_energy(loss, window: int = 400, method: str = "linear",
     ValueError if the curve is shorter than ``window`` or the window holds a non-finite
     value.
     """
-    arr = np.asarray(loss, dtype=np.float64)
-    if arr.ndim not in (1, 2):
-        raise ValueError(f"loss must have shape (steps,) or (runs, steps), got {arr.shape}")
-    if int(window) != window or window < 2:
-        raise ValueError(f"window must be an integer >= 2, got {window!r}")
-    window = int(window)
     if normalize not in ("none", "mean_loss"):
         raise ValueError(f"unknown normalize {normalize!r}; expected 'none' or 'mean_loss'")
-    if arr.shape[-1] < window:
-        raise ValueError(f"loss has {arr.shape[-1]} steps, fewer than window={window}")
-    raw = arr[..., :window]
-    bad = ~np.isfinite(raw).all(axis=-1)
-    if np.any(bad):
-        where = "" if arr.ndim == 1 else f" in runs {np.flatnonzero(bad).tolist()}"
-        raise ValueError(f"non-finite loss values in the first {window} steps{where}")
+    arr, raw = _early_window(loss, window, smallest=2)
+    window = raw.shape[-1]
     y = detrend(raw, method)
     energy = np.sum(np.abs(np.fft.fft(y, axis=-1)) ** 2, axis=-1) / window**2
     if normalize == "mean_loss":
@@ -217,18 +226,6 @@ def paper_energy(loss, window: int = 400) -> Union[float, np.ndarray]:
     Raises ValueError if the curve is shorter than ``window`` or the window holds a
     non-finite value.
     """
-    arr = np.asarray(loss, dtype=np.float64)
-    if arr.ndim not in (1, 2):
-        raise ValueError(f"loss must have shape (steps,) or (runs, steps), got {arr.shape}")
-    if int(window) != window or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
-    window = int(window)
-    if arr.shape[-1] < window:
-        raise ValueError(f"loss has {arr.shape[-1]} steps, fewer than window={window}")
-    raw = arr[..., :window]
-    bad = ~np.isfinite(raw).all(axis=-1)
-    if np.any(bad):
-        where = "" if arr.ndim == 1 else f" in runs {np.flatnonzero(bad).tolist()}"
-        raise ValueError(f"non-finite loss values in the first {window} steps{where}")
+    arr, raw = _early_window(loss, window, smallest=1)
     energy = np.sum(raw**2, axis=-1)
     return float(energy) if arr.ndim == 1 else energy
