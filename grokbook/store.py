@@ -426,7 +426,8 @@ class RunStore:
                 locks.enter_context(self._lock(c))
             runs = {c.hash(): self.load(c) for c in unique}
             todo = [c for c in unique if runs[c.hash()] is None]
-            self._check_space(sum(stored_size_bytes(c) for c in todo))
+            if todo:  # stackable rows share every field that sets a run's size
+                self._check_space(len(todo) * stored_size_bytes(todo[0]))
             by_step: dict[int, list[tuple[RunConfig, Optional[TrainState]]]] = {}
             for c in todo:
                 state = self._load_checkpoint(c)
