@@ -259,12 +259,16 @@ class Core:
         w = F.pad(w, (0, -self.n_params % _CHUNK))  # zeros that no update moves
         template = models[0].to(dev)
         layout = [(name, p.shape) for name, p in template.named_parameters()]
-        offsets = np.cumsum([0] + [p.numel() for p in template.parameters()]).tolist()
+        sizes = [p.numel() for p in template.parameters()]
+        offsets = np.cumsum([0] + sizes).tolist()
         out = next(i for i, p in enumerate(template.parameters()) if p is last_layer(template))
         self.out_slice = slice(offsets[out], offsets[out + 1])
 
         def forward(row: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-            params = {name: row[offsets[i]:offsets[i + 1]].view(shape) for i, (name, shape) in enumerate(layout)}
+            # one split, not a slice per parameter: a slice's backward writes a zero-filled
+            # row of all P entries, a split's backward one concatenation
+            chunks = row[:self.n_params].split(sizes)
+            params = {name: c.view(shape) for (name, shape), c in zip(layout, chunks)}
             return functional_call(template, params, (x,))
 
         loss = lambda logits, y: loss_fn(c0, logits, y)
