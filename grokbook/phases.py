@@ -81,6 +81,35 @@ def is_grokking(times: PhaseTimes, min_ratio: float = 5.0) -> bool:
     return times.t2 is not None and times.t4 is not None and times.t4 >= min_ratio * max(times.t2, 1)
 
 
+#: The outcomes of a run, by :func:`outcome`.
+OUTCOMES = ("groks", "generalizes", "memorizes", "never fits", "diverged")
+
+
+def outcome(times: PhaseTimes, min_ratio: float = 10.0, diverged: bool = False) -> str:
+    """What a run did, one of :data:`OUTCOMES`:
+
+    - ``"groks"``: validation reached 100% (t4) and ``t4 >= min_ratio * t2``: it
+      generalized long after it fit its training set;
+    - ``"generalizes"``: t4 reached sooner, ``t4 < min_ratio * t2`` (no delay worth
+      the name, e.g. a large train fraction), also when validation reaches 100%
+      before training does;
+    - ``"memorizes"``: training accuracy reached 100% (t2) but validation never did;
+    - ``"never fits"``: training accuracy never reached 100%;
+    - ``"diverged"``: the loss became non-finite (``diverged``), whatever the times.
+
+    The times are those of the run's budget, so "memorizes" means "not generalized
+    within it" (right-censored)."""
+    if min_ratio < 1:
+        raise ValueError(f"min_ratio must be >= 1, got {min_ratio}")
+    if diverged:
+        return "diverged"
+    if times.t2 is None:
+        return "generalizes" if times.t4 is not None else "never fits"
+    if times.t4 is None:
+        return "memorizes"
+    return "groks" if times.t4 >= min_ratio * max(times.t2, 1) else "generalizes"
+
+
 # ---------------------------------------------------------------------------------------
 # Time to generalize against the train fraction: t(r) = a r^(-gamma) + b
 # ---------------------------------------------------------------------------------------

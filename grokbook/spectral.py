@@ -18,7 +18,8 @@ from typing import Literal, NamedTuple, Union
 import numpy as np
 
 ComplexityKind = Literal["standard", "paper"]
-_DETREND_METHODS = "'none', 'mean', 'linear', 'poly:K' (K >= 0 an integer) or 'highpass:F' (0 <= F <= 0.5)"
+_DETREND_METHODS = ("'none', 'mean', 'linear', 'poly:K' (K >= 0 an integer), 'highpass:F' or 'taper:F' "
+                    "(0 <= F <= 0.5)")
 
 
 class Hjorth(NamedTuple):
@@ -116,6 +117,13 @@ def detrend(x, method: str = "linear") -> np.ndarray:
     - ``"highpass:F"``: zero every DFT bin with ``|f| < F`` (``F`` in cycles/step,
       ``0 <= F <= 0.5``), which removes the mean and all slower content; a sinusoid
       with an integer number of cycles in the window and ``f >= F`` passes unchanged.
+      Unwindowed: a decay that does not end where it starts leaks into every bin;
+    - ``"taper:F"``: subtract the least-squares line, multiply by a Hann window
+      ``w_t = sin^2(pi (t + 1/2) / n)``, zero every DFT bin with ``|f| < F`` and divide
+      by ``sqrt(mean(w^2))``. The taper takes the window's edges, where a falling loss
+      leaks most, to zero, so a smooth decay (exponential, power law) leaves almost no
+      energy, while a sinusoid with ``f`` well above ``F`` keeps its mean square
+      (``tests/test_spectral.py``).
     """
     x = np.asarray(x, dtype=np.float64)
     kind, _, arg = str(method).partition(":")
@@ -138,11 +146,25 @@ def detrend(x, method: str = "linear") -> np.ndarray:
             cutoff = float("nan")
         if not 0 <= cutoff <= 0.5:
             raise ValueError(f"bad detrend method {method!r}: expected {_DETREND_METHODS}")
+        return _highpass(x, cutoff)
+    if kind == "taper":
+        try:
+            cutoff = float(arg)
+        except ValueError:
+            cutoff = float("nan")
+        if not 0 <= cutoff <= 0.5:
+            raise ValueError(f"bad detrend method {method!r}: expected {_DETREND_METHODS}")
         n = x.shape[-1]
-        spectrum = np.fft.rfft(x, axis=-1)
-        spectrum[..., np.fft.rfftfreq(n) < cutoff] = 0
-        return np.fft.irfft(spectrum, n, axis=-1)
+        w = np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
+        return _highpass(_poly_residual(x, 1) * w, cutoff) / np.sqrt(np.mean(w**2))
     raise ValueError(f"unknown detrend method {method!r}: expected {_DETREND_METHODS}")
+
+
+def _highpass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    n = x.shape[-1]
+    spectrum = np.fft.rfft(x, axis=-1)
+    spectrum[..., np.fft.rfftfreq(n) < cutoff] = 0
+    return np.fft.irfft(spectrum, n, axis=-1)
 
 
 def _poly_residual(x: np.ndarray, degree: int) -> np.ndarray:

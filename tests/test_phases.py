@@ -176,3 +176,37 @@ def test_exclusion_that_leaves_too_few_fractions_names_them():
     with pytest.raises(ValueError, match=r"excluded for censoring: \[0.3"):
         fit_power_law([0.3, 0.3, 0.5, 0.6], [9.0, 9.0, 3.0, 2.0], [True, False, False, False],
                       censoring="exclude_r")
+
+
+def _curve(steps, rise_at):
+    """Accuracy 0 before ``rise_at`` and 1 from it (never with None)."""
+    return np.array([0.0 if rise_at is None or t < rise_at else 1.0 for t in steps])
+
+
+@pytest.mark.parametrize("t2, t4, diverged, expected", [
+    (50, 1000, False, "groks"),        # 20x delay
+    (50, 500, False, "groks"),         # exactly 10x: the threshold is inclusive
+    (50, 499, False, "generalizes"),   # just under 10x
+    (50, 60, False, "generalizes"),
+    (50, None, False, "memorizes"),
+    (None, None, False, "never fits"),
+    (None, 300, False, "generalizes"),  # validation first
+    (50, 1000, True, "diverged"),
+])
+def test_outcome_of_constructed_runs(t2, t4, diverged, expected):
+    from grokbook.phases import outcome
+
+    steps = np.arange(2000)
+    times = phase_times(steps, _curve(steps, t2), _curve(steps, t4))
+    assert (times.t2, times.t4) == (t2, t4)
+    assert outcome(times, min_ratio=10, diverged=diverged) == expected
+
+
+def test_outcome_agrees_with_is_grokking_and_checks_its_ratio():
+    from grokbook.phases import outcome
+
+    for t2, t4 in [(10, 100), (10, 40), (10, None), (None, None), (0, 30)]:
+        times = PhaseTimes(0, t2, 0, t4)
+        assert (outcome(times, min_ratio=5) == "groks") == is_grokking(times, min_ratio=5)
+    with pytest.raises(ValueError, match="min_ratio"):
+        outcome(PhaseTimes(0, 1, 0, 2), min_ratio=0.5)

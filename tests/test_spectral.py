@@ -96,7 +96,41 @@ def test_highpass_keeps_fast_and_removes_slow_sinusoid():
     np.testing.assert_allclose(out, fast, atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["cubic", "poly:x", "poly:-1", "highpass:0.9", "highpass:", "linear:2"])
+DECAYS = {  # smooth falls of a loss from about log(p) over a 200-step window
+    "exponential": lambda t: 3.0 * np.exp(-t / 20),
+    "slow exponential": lambda t: 3.0 * np.exp(-t / 50),
+    "power law": lambda t: 3.0 * (1 + t) ** -0.5,
+    "power law 1": lambda t: 3.0 * (1 + t / 10) ** -1.0,
+}
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("period", [5, 10, 15])
+def test_taper_is_blind_to_a_smooth_decay_and_keeps_a_sinusoid(decay, period):
+    """The tapered detrending: a smooth decay alone leaves under 0.1% of the energy of a
+    small oscillation, and adding the decay to the oscillation changes its energy by
+    under 1%; the oscillation keeps its mean square A^2 / 2 within 1%."""
+    t = np.arange(200.0)
+    a, fall = 0.05, DECAYS[decay](t)
+    wave = a * np.sin(2 * np.pi * t / period + 0.3)
+    energy = lambda x: spectral_energy(x, window=200, method="taper:0.05")
+    assert energy(wave) == pytest.approx(a**2 / 2, rel=1e-2)
+    assert energy(fall) < 1e-3 * energy(wave)
+    assert energy(fall + wave) == pytest.approx(energy(wave), rel=1e-2)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_unwindowed_highpass_leaks_a_smooth_decay(decay):
+    """The reason for the taper: without it, the same decays leak more energy than the
+    oscillation has."""
+    t = np.arange(200.0)
+    wave = 0.05 * np.sin(2 * np.pi * t / 10 + 0.3)
+    leak = spectral_energy(DECAYS[decay](t), window=200, method="highpass:0.05")
+    assert leak > 0.5 * spectral_energy(wave, window=200, method="highpass:0.05")
+
+
+@pytest.mark.parametrize("method", ["cubic", "poly:x", "poly:-1", "highpass:0.9", "highpass:", "linear:2",
+                                    "taper:", "taper:0.6"])
 def test_detrend_bad_method_names_it(method):
     with pytest.raises(ValueError, match=repr(method).replace("(", r"\(")):
         detrend(np.arange(10.0), method)
