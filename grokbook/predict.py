@@ -155,6 +155,53 @@ class HeldOut:
     evaluated: np.ndarray
 
 
+def _config_folds(configs: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """The fold ``(n,)`` of every run: configurations dealt at random into ``n_folds``."""
+    uniq = np.unique(configs)
+    if len(uniq) < n_folds:
+        raise ValueError(f"{len(uniq)} configurations cannot fill {n_folds} folds")
+    fold_of = dict(zip(uniq, np.random.default_rng(seed).permutation(len(uniq)) % n_folds))
+    return np.array([fold_of[c] for c in configs])
+
+
+def _check_runs(X, labels, configs, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    configs, seeds = np.asarray(configs), np.asarray(seeds)
+    n = len(y)
+    if X.ndim != 2 or X.shape[0] != n or configs.shape != (n,) or seeds.shape != (n,):
+        raise ValueError(f"X {X.shape}, labels {y.shape}, configs {configs.shape} and seeds "
+                         f"{seeds.shape} must describe the same n runs")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X holds non-finite features")
+    return X, y, configs, seeds
+
+
+def _score_fold(X: np.ndarray, y: np.ndarray, seeds: np.ndarray, train: np.ndarray, test: np.ndarray,
+                score: np.ndarray, passed: np.ndarray, recall: float) -> None:
+    """Score the ``test`` runs (boolean masks) in place with models fitted on ``train``:
+    for each seed ``s``, on the training runs with seeds ``!= s`` (all of them when
+    there is one seed only). A one-class training side scores with its base rate."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    seed_values = np.unique(seeds)
+    for s in seed_values:
+        te = test & (seeds == s)
+        tr = train & ((seeds != s) if len(seed_values) > 1 else True)
+        if not te.any() or not tr.any():
+            continue
+        if y[tr].all() or not y[tr].any():
+            score[te], passed[te] = float(y[tr].mean()), bool(y[tr].all())
+            continue
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0))
+        model.fit(X[tr], y[tr])
+        score[te] = model.predict_proba(X[te])[:, 1]
+        train_pos = model.predict_proba(X[tr][y[tr]])[:, 1]
+        passed[te] = score[te] >= np.quantile(train_pos, 1 - recall)
+
+
 def cross_validate(X, labels, configs, seeds, n_folds: int = 5, recall: float = 0.9,
                    seed: int = 0) -> HeldOut:
     """Out-of-fold scores of a standardized logistic regression on ``X``.
@@ -167,42 +214,51 @@ def cross_validate(X, labels, configs, seeds, n_folds: int = 5, recall: float = 
     seed is on both sides. With a single seed only configurations are held out. A
     training side with one class only scores its fold with that class's base rate.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    configs, seeds = np.asarray(configs), np.asarray(seeds)
-    n = len(y)
-    if X.ndim != 2 or X.shape[0] != n or configs.shape != (n,) or seeds.shape != (n,):
-        raise ValueError(f"X {X.shape}, labels {y.shape}, configs {configs.shape} and seeds "
-                         f"{seeds.shape} must describe the same n runs")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X holds non-finite features")
-    uniq = np.unique(configs)
-    if len(uniq) < n_folds:
-        raise ValueError(f"{len(uniq)} configurations cannot fill {n_folds} folds")
-    fold_of = dict(zip(uniq, np.random.default_rng(seed).permutation(len(uniq)) % n_folds))
-    fold = np.array([fold_of[c] for c in configs])
-    seed_values = np.unique(seeds)
-    score = np.full(n, np.nan)
-    passed = np.zeros(n, dtype=bool)
+    X, y, configs, seeds = _check_runs(X, labels, configs, seeds)
+    fold = _config_folds(configs, n_folds, seed)
+    score, passed = np.full(len(y), np.nan), np.zeros(len(y), dtype=bool)
     for k in range(n_folds):
-        for s in seed_values:
-            test = (fold == k) & (seeds == s)
-            train = (fold != k) & ((seeds != s) if len(seed_values) > 1 else True)
-            if not test.any() or not train.any():
-                continue
-            if y[train].all() or not y[train].any():
-                score[test], passed[test] = float(y[train].mean()), bool(y[train].all())
-                continue
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0))
-            model.fit(X[train], y[train])
-            score[test] = model.predict_proba(X[test])[:, 1]
-            train_pos = model.predict_proba(X[train][y[train]])[:, 1]
-            passed[test] = score[test] >= np.quantile(train_pos, 1 - recall)
+        _score_fold(X, y, seeds, fold != k, fold == k, score, passed, recall)
     return HeldOut(score, passed, np.isfinite(score))
+
+
+def _inner_auc(X, y, configs, seeds, n_folds: int, seed: int) -> float:
+    """Cross-validated AUC of ``X`` on these runs alone, NaN if it cannot be measured."""
+    try:
+        held = cross_validate(X, y, configs, seeds, n_folds=n_folds, seed=seed)
+        e = held.evaluated
+        return roc_auc(y[e], held.score[e])
+    except ValueError:
+        return float("nan")
+
+
+def nested_cross_validate(candidates: dict, labels, configs, seeds, n_folds: int = 5, inner_folds: int = 4,
+                          recall: float = 0.9, seed: int = 0) -> tuple[HeldOut, list]:
+    """:func:`cross_validate` with a choice among feature sets made inside each fold.
+
+    ``candidates``: key (e.g. a window ``N`` or ``(N, detrending)``) to ``(n, k)``
+    features. For each outer fold, every candidate is scored by an inner
+    ``inner_folds``-fold :func:`cross_validate` on the *training* configurations only;
+    the candidate with the highest inner AUC (the first on ties, NaN last) is fitted on
+    them and scores the fold. The held-out runs never influence the choice that scores
+    them. Returns the held-out scores and the key chosen for each outer fold.
+    """
+    if not candidates:
+        raise ValueError("no candidate feature sets")
+    keys = list(candidates)
+    checked = {k: _check_runs(candidates[k], labels, configs, seeds)[0] for k in keys}
+    _, y, configs, seeds = _check_runs(checked[keys[0]], labels, configs, seeds)
+    fold = _config_folds(configs, n_folds, seed)
+    score, passed = np.full(len(y), np.nan), np.zeros(len(y), dtype=bool)
+    chosen = []
+    for k in range(n_folds):
+        tr = fold != k
+        aucs = [_inner_auc(checked[key][tr], y[tr], configs[tr], seeds[tr], inner_folds, seed + 1)
+                for key in keys]
+        best = keys[int(np.argmax(np.nan_to_num(aucs, nan=-np.inf)))]
+        chosen.append(best)
+        _score_fold(checked[best], y, seeds, tr, fold == k, score, passed, recall)
+    return HeldOut(score, passed, np.isfinite(score)), chosen
 
 
 def search_cost(passed, n: int, steps: int) -> float:
