@@ -23,19 +23,23 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .spectral import detrend, hjorth
+from .spectral import detrend, hjorth, paper_energy
 
+#: The paper's quantity: log10 of the raw energy of the window (:func:`paper_energy`).
+PAPER = ("log_paper_energy",)
 #: Spectral features: Hjorth parameters of the detrended early training loss, and the
 #: activity of the window's second half alone (after the initial fall of the loss).
 SPECTRAL = ("log_activity", "mobility", "complexity", "log_activity_late")
 #: Plain baselines, no spectrum involved.
 BASELINE = ("log_loss_level", "loss_slope", "norm_trend", "val_loss_trend")
-FEATURES = SPECTRAL + BASELINE
+FEATURES = PAPER + SPECTRAL + BASELINE
 
 
 def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, float]:
     """The features of :data:`FEATURES` from the first ``n`` steps of ``run`` only.
 
+    - ``log_paper_energy``: log10 of the paper's energy, ``sum_{t < n} L(t)^2`` of the
+      raw training loss (:func:`grokbook.spectral.paper_energy`, loss units squared);
     - ``log_activity``: log10 of the Hjorth activity (variance, loss units squared) of
       ``detrend(train_loss[:n], method)``; ``mobility`` (rad/step) and ``complexity`` (standard
       Hjorth, dimensionless) of the same signal (:func:`grokbook.spectral.hjorth`);
@@ -67,6 +71,7 @@ def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, floa
     if keep.sum() < 2:
         raise ValueError(f"run has fewer than 2 validation points in steps [{n // 2}, {n})")
     return {
+        "log_paper_energy": float(np.log10(max(paper_energy(loss, n), 1e-300))),
         "log_activity": float(np.log10(max(h.activity, 1e-300))),
         "mobility": h.mobility,
         "complexity": h.complexity,

@@ -203,6 +203,8 @@ def test_early_features_on_signals_with_known_answers():
     assert f["norm_trend"] == pytest.approx((1 + 0.399) / (1 + 0.2) - 1, rel=1e-9)
     assert f["val_loss_trend"] == pytest.approx(0.5, abs=1e-9)
     assert f["log_loss_level"] == pytest.approx(np.log10(loss[360:400].mean()))
+    # Whole cycles only, so the cross terms vanish: n (1 + 0.5^2 / 2 + 0.01^2 / 2).
+    assert f["log_paper_energy"] == pytest.approx(np.log10(n * (1 + 0.125 + 0.00005)), abs=1e-12)
     # A power law t^-1 falls one decade per decade.
     power = _fake_run(10.0 / np.maximum(t, 1), norm, vs, np.ones(len(vs)))
     assert early_features(power, n)["loss_slope"] == pytest.approx(-1.0, abs=1e-9)
