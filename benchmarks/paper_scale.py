@@ -12,6 +12,12 @@ and a finished one prints its table at once.
     python benchmarks/paper_scale.py                # the CPU ladder
     python benchmarks/paper_scale.py --full         # the paper's full setting only (p 97, width 128, lr 1e-3, 10k steps)
     python benchmarks/paper_scale.py --threads 1    # as the recorded figures were measured
+    python benchmarks/paper_scale.py --pilot grok   # the sweep chapters' small model: outcomes on a grid
+
+``--pilot ARCH`` trains the spectral and prediction chapters' model size (p 23, one block,
+width 32; post-LN for ``grok``, no LayerNorm for ``book``) for 3000 steps on a 27-run
+grid (r 0.3, 0.5, 0.8 x lr 1e-3, 3e-3, 1e-2 x weight decay 0.3, 1, 3) and counts the
+outcomes (:func:`grokbook.phases.outcome`, t4 >= 10 t2 for "groks").
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import platform
 import torch
 
 from grokbook import RunConfig, RunStore
-from grokbook.phases import run_phase_times
-from grokbook.sweeping import grid
+from grokbook.phases import OUTCOMES, outcome, run_phase_times
+from grokbook.sweeping import grid, sweep
 
 #: The authors' recipe (see ``book/profiles/paper.yml``).
 RECIPE = RunConfig(arch="grok", task="add", p=97, r=0.5, n_layers=2, d_model=128, n_heads=4,
@@ -45,13 +51,31 @@ def row(run, device: str) -> str:
             f"{fmt(t4)} | {ratio} | {run.val_acc[-1]:.3f} | {per_step * 1000:.0f} | {device} |")
 
 
+def pilot(arch: str) -> None:
+    base = RunConfig(arch=arch, p=23, n_layers=1, d_model=32, steps=3000, layer_norm=arch == "grok")
+    configs = [c for r in (0.3, 0.5, 0.8)
+               for c in grid(base.replace(r=r), lr=[1e-3, 3e-3, 1e-2], weight_decay=[0.3, 1.0, 3.0])]
+    runs = sweep(configs, progress=False)
+    print(f"| r | lr | wd | t2 | t4 | outcome | final val acc |  ({arch}, {datetime.date.today()})")
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for run in runs:
+        c, times = run.config, run_phase_times(run, leave=0.05, reach=0.99)
+        label = outcome(times, diverged=run.diverged_at is not None)
+        counts[label] += 1
+        print(f"| {c.r} | {c.lr:g} | {c.weight_decay:g} | {times.t2} | {times.t4} | {label} | {run.val_acc[-1]:.2f} |")
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="only the paper's full setting")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--pilot", choices=["book", "grok"], help="the sweep chapters' model on a 27-run grid")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.pilot:
+        return pilot(args.pilot)
     store = RunStore(checkpoint_every_s=120)
     if args.full:
         configs = [RECIPE]
@@ -66,5 +90,5 @@ def main() -> None:
         print(row(store.get_or_train(config, progress=False), device), flush=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the sweep of --pilot may start worker processes
     main()

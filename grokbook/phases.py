@@ -110,6 +110,12 @@ def outcome(times: PhaseTimes, min_ratio: float = 10.0, diverged: bool = False) 
     return "groks" if times.t4 >= min_ratio * max(times.t2, 1) else "generalizes"
 
 
+def run_outcome(run, min_ratio: float = 10.0, leave: float = 0.05, reach: float = 0.99) -> str:
+    """:func:`outcome` of a :class:`~grokbook.core.Run` with the authors' thresholds by
+    default (t2: training accuracy >= 99%, t4: validation accuracy >= 99%)."""
+    return outcome(run_phase_times(run, leave=leave, reach=reach), min_ratio, run.diverged_at is not None)
+
+
 # ---------------------------------------------------------------------------------------
 # Time to generalize against the train fraction: t(r) = a r^(-gamma) + b
 # ---------------------------------------------------------------------------------------

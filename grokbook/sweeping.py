@@ -57,6 +57,13 @@ def grid(base: RunConfig, **axes: Sequence[Any]) -> list[RunConfig]:
     return [base.replace(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
 
 
+def replicates(configs: Iterable[RunConfig], seeds: Sequence[int]) -> list[RunConfig]:
+    """Each config once per seed, the seed setting both the initialisation and the
+    train/validation split (``seed`` and ``data_seed``), config-major: ``c0 s0, c0 s1,
+    ..., c1 s0, ...``."""
+    return [c.replace(seed=s, data_seed=s) for c in configs for s in seeds]
+
+
 #: Model-steps below which a sweep stays in this process (starting a worker process
 #: and importing torch takes seconds).
 PARALLEL_MIN_WORK = 20_000

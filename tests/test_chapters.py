@@ -78,3 +78,49 @@ def test_the_paper_profile_is_the_authors_recipe():
             assert values["lr"] == 0.001, chapter.name
         if "weight_decay" in values:
             assert values["weight_decay"] == 1.0 and values["batch_size"] == 0, chapter.name
+
+
+def _defaults(name):
+    return {k: p.default for k, p in find_chapters()[name].parameters.items()}
+
+
+def test_versus_paper_explains_every_difference_of_the_defaults():
+    from grokbook.chapters import ChapterError, versus_paper
+
+    values = _defaults("grokking")
+    reasons = {"p": "smaller", "d_model": "narrower", "lr": "faster", "arch": "ours", "layer_norm": "none",
+               "steps": "shorter"}
+    table = versus_paper("grokking", values, reasons)
+    assert "| `p` | 47 | 97 | smaller |" in table
+    assert "| `lr` | 0.003 | 0.001 | faster |" in table
+    equal = table.splitlines()[-1]
+    assert equal.startswith("Equal to the paper's:") and "`weight_decay`" in equal and "`batch_size`" in equal
+    assert "`p`" not in equal
+    with pytest.raises(ChapterError, match="default p = 47 differs from the paper's 97 and no reason"):
+        versus_paper("grokking", values, {k: v for k, v in reasons.items() if k != "p"})
+    with pytest.raises(ChapterError, match="reasons given for optimizer"):
+        versus_paper("grokking", values, {**reasons, "optimizer": "not a paper parameter here"})
+
+
+def test_versus_paper_marks_values_set_for_this_execution():
+    from grokbook.chapters import load_profile, versus_paper
+
+    values = {**_defaults("grokking"), **load_profile("paper", find_chapters()["grokking"])}
+    assert versus_paper("grokking", values, {}).startswith("Equal to the paper's:")  # nothing differs
+    values["seed"], values["steps"] = 3, 123
+    table = versus_paper("grokking", values, {})
+    assert "| `steps` | 123 | 10000 | set for this execution (not the chapter's default) |" in table
+
+
+def test_every_chapter_has_its_table_versus_the_paper():
+    for chapter in find_chapters().values():
+        assert f'versus_paper("{chapter.name}", globals()' in chapter.path.read_text(), chapter.name
+
+
+def test_every_default_that_departs_from_the_paper_has_its_reason():
+    """book/paper_deviations.yml explains every default that differs from the paper
+    profile, and names no parameter the profile does not set (versus_paper raises)."""
+    from grokbook.chapters import versus_paper
+
+    for chapter in find_chapters().values():
+        versus_paper(chapter.name, _defaults(chapter.name))

@@ -210,3 +210,19 @@ def test_outcome_agrees_with_is_grokking_and_checks_its_ratio():
         assert (outcome(times, min_ratio=5) == "groks") == is_grokking(times, min_ratio=5)
     with pytest.raises(ValueError, match="min_ratio"):
         outcome(PhaseTimes(0, 1, 0, 2), min_ratio=0.5)
+
+
+def test_run_outcome_uses_the_authors_thresholds():
+    from types import SimpleNamespace
+
+    from grokbook.phases import run_outcome
+
+    steps = np.arange(1000)
+    train = np.where(steps >= 40, 0.995, 0.5)  # reaches 99% at 40, never 100%
+    val_steps = np.arange(0, 1000, 10)
+    val = np.where(val_steps >= 600, 0.99, 0.04)  # 4%: not yet left chance at 5%
+    run = SimpleNamespace(steps=steps, metrics={"train_acc": train}, val_steps=val_steps, val_acc=val,
+                          diverged_at=None)
+    assert run_outcome(run) == "groks"  # t2 = 40, t4 = 600 >= 10 t2
+    assert run_outcome(run, min_ratio=20) == "generalizes"
+    assert run_outcome(run, reach=1.0) == "never fits"

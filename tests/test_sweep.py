@@ -87,3 +87,11 @@ def test_default_executor_spreads_groups_over_processes_on_a_multicore_cpu(tiny,
     assert log_lines(store) == 4 and [r.config for r in runs] == configs
     np.testing.assert_allclose(runs[3].metrics["train_loss"], fit(configs[3], progress=False).metrics["train_loss"],
                                rtol=1e-4)
+
+
+def test_replicates_set_initialisation_and_split_per_seed():
+    from grokbook import RunConfig
+    from grokbook.sweeping import replicates
+
+    configs = replicates([RunConfig(lr=1e-3), RunConfig(lr=3e-3)], [0, 7])
+    assert [(c.lr, c.seed, c.data_seed) for c in configs] == [(1e-3, 0, 0), (1e-3, 7, 7), (3e-3, 0, 0), (3e-3, 7, 7)]
