@@ -153,11 +153,13 @@ class HeldOut:
     ``score``: the classifier's probability of the positive class, from a model fitted
     without this run's configuration and seed; ``passed``: whether the score clears the
     threshold chosen on the training side to keep ``recall`` of its positives;
-    ``evaluated``: False for runs no fold could evaluate (then ``score`` is NaN)."""
+    ``evaluated``: False for runs no fold could evaluate (then ``score`` is NaN);
+    ``fold``: the outer fold that held each run out."""
 
     score: np.ndarray
     passed: np.ndarray
     evaluated: np.ndarray
+    fold: np.ndarray
 
 
 def _config_folds(configs: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -224,7 +226,7 @@ def cross_validate(X, labels, configs, seeds, n_folds: int = 5, recall: float = 
     score, passed = np.full(len(y), np.nan), np.zeros(len(y), dtype=bool)
     for k in range(n_folds):
         _score_fold(X, y, seeds, fold != k, fold == k, score, passed, recall)
-    return HeldOut(score, passed, np.isfinite(score))
+    return HeldOut(score, passed, np.isfinite(score), fold)
 
 
 def _inner_auc(X, y, configs, seeds, n_folds: int, seed: int) -> float:
@@ -263,17 +265,19 @@ def nested_cross_validate(candidates: dict, labels, configs, seeds, n_folds: int
         best = keys[int(np.argmax(np.nan_to_num(aucs, nan=-np.inf)))]
         chosen.append(best)
         _score_fold(checked[best], y, seeds, tr, fold == k, score, passed, recall)
-    return HeldOut(score, passed, np.isfinite(score)), chosen
+    return HeldOut(score, passed, np.isfinite(score), fold), chosen
 
 
-def search_cost(passed, n: int, steps: int) -> float:
+def search_cost(passed, n, steps: int) -> float:
     """The compute of a search that trains every run ``n`` steps and only the runs that
     ``passed`` (``(runs,)`` booleans) on to ``steps``, as a fraction of training every
-    run to ``steps``: ``(R n + P (steps - n)) / (R steps)``."""
+    run to ``steps``: ``sum_i (n_i + passed_i (steps - n_i)) / (R steps)``. ``n``: one
+    window for all runs, or ``(runs,)`` windows (e.g. each fold's chosen one)."""
     passed = np.asarray(passed, dtype=bool)
-    if not 0 < n <= steps:
-        raise ValueError(f"need 0 < n ({n}) <= steps ({steps})")
-    return float((len(passed) * n + passed.sum() * (steps - n)) / (len(passed) * steps))
+    n = np.broadcast_to(np.asarray(n, dtype=np.float64), passed.shape)
+    if not np.all((0 < n) & (n <= steps)):
+        raise ValueError(f"need 0 < n <= steps ({steps}), got n from {n.min():g} to {n.max():g}")
+    return float((n + passed * (steps - n)).sum() / (len(passed) * steps))
 
 
 def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, method: str = "highpass:0.01"
@@ -296,6 +300,7 @@ def generalized(run, threshold: float = 0.9) -> bool:
     return run.diverged_at is None and float(run.val_acc[-1]) >= threshold
 
 
-def config_id(run, ignore: Optional[Sequence[str]] = ("seed",)) -> str:
-    """An id shared by runs whose configs differ only in ``ignore`` (default: the seed)."""
+def config_id(run, ignore: Optional[Sequence[str]] = ("seed", "data_seed")) -> str:
+    """An id shared by runs whose configs differ only in ``ignore`` (default: the
+    initialisation seed and the split's seed, see :func:`grokbook.sweeping.replicates`)."""
     return run.config.replace(**{k: 0 for k in (ignore or ())}).hash()

@@ -146,8 +146,9 @@ def test_nested_choice_never_sees_the_fold_it_scores(monkeypatch):
     seen = []
     orig = predict._inner_auc
     monkeypatch.setattr(predict, "_inner_auc", lambda X, y, c, s, k, seed: (seen.append(set(c)), orig(X, y, c, s, k, seed))[1])
-    _, chosen = predict.nested_cross_validate({"a": X, "b": X[:, ::-1]}, y, configs, seeds, n_folds=5, seed=3)
+    held, chosen = predict.nested_cross_validate({"a": X, "b": X[:, ::-1]}, y, configs, seeds, n_folds=5, seed=3)
     fold = predict._config_folds(configs, 5, 3)
+    np.testing.assert_array_equal(held.fold, fold)
     assert len(seen) == 10 and len(chosen) == 5
     for k in range(5):
         held_out = set(configs[fold == k])
@@ -170,6 +171,10 @@ def test_search_cost():
     assert search_cost([True] * 3, 1000, 1000) == 1.0
     with pytest.raises(ValueError):
         search_cost([True], 0, 10)
+    # a window per run: (100 + 900) + 200 + 50 over 3 runs of 1000
+    assert search_cost([True, False, False], [100, 200, 50], 1000) == pytest.approx(1250 / 3000)
+    with pytest.raises(ValueError, match="n <= steps"):
+        search_cost([True, False], [10, 2000], 1000)
 
 
 def _fake_run(loss, norm, val_steps, val_loss, val_acc=1.0, diverged_at=None, seed=0):
@@ -230,9 +235,11 @@ def test_early_features_refuses_a_diverged_window_and_feature_matrix_skips_it():
         early_features(good, 10)
 
 
-def test_config_id_ignores_only_the_seed():
+def test_config_id_ignores_only_the_seeds():
     a = _fake_run(np.ones(30), np.ones(30), [0, 10], [1, 1], seed=0)
     b = _fake_run(np.ones(30), np.ones(30), [0, 10], [1, 1], seed=5)
     assert config_id(a) == config_id(b)
+    split = Run(**{**b.__dict__, "config": b.config.replace(data_seed=5)})
+    assert config_id(split) == config_id(a)
     c = Run(**{**a.__dict__, "config": a.config.replace(lr=0.5)})
     assert config_id(c) != config_id(a)
