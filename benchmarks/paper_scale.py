@@ -14,10 +14,14 @@ and a finished one prints its table at once.
     python benchmarks/paper_scale.py --threads 1    # as the recorded figures were measured
     python benchmarks/paper_scale.py --pilot grok   # the sweep chapters' small model: outcomes on a grid
 
-``--pilot ARCH`` trains the spectral and prediction chapters' model size (p 23, one block,
-width 32; post-LN for ``grok``, no LayerNorm for ``book``) for 3000 steps on a 27-run
-grid (r 0.3, 0.5, 0.8 x lr 1e-3, 3e-3, 1e-2 x weight decay 0.3, 1, 3) and counts the
-outcomes (:func:`grokbook.phases.outcome`, t4 >= 10 t2 for "groks").
+    python benchmarks/paper_scale.py --pilot-sweep  # the pilot that set the sweep chapters' grid
+
+``--pilot ARCH`` trains a one-block, width-32 model at p 23 (post-LN for ``grok``, no
+LayerNorm for ``book``) for 3000 steps on a 27-run grid (r 0.3, 0.5, 0.8 x lr 1e-3, 3e-3,
+1e-2 x weight decay 0.3, 1, 3) and counts the outcomes (:func:`grokbook.phases.outcome`,
+t4 >= 10 t2 for "groks"). ``--pilot-sweep`` does the same for the book's model at p 31 on
+the 48-run grid (r 0.3, 0.5, 0.7 x lr 0.01, 0.02, 0.03, 0.05 x weight decay 0.5, 1, 2, 3)
+from which the spectral and prediction chapters' grid was set (seed 0 only).
 """
 
 from __future__ import annotations
@@ -51,10 +55,9 @@ def row(run, device: str) -> str:
             f"{fmt(t4)} | {ratio} | {run.val_acc[-1]:.3f} | {per_step * 1000:.0f} | {device} |")
 
 
-def pilot(arch: str) -> None:
-    base = RunConfig(arch=arch, p=23, n_layers=1, d_model=32, steps=3000, layer_norm=arch == "grok")
-    configs = [c for r in (0.3, 0.5, 0.8)
-               for c in grid(base.replace(r=r), lr=[1e-3, 3e-3, 1e-2], weight_decay=[0.3, 1.0, 3.0])]
+def pilot(arch: str, p: int, rs: list[float], lrs: list[float], wds: list[float]) -> None:
+    base = RunConfig(arch=arch, p=p, n_layers=1, d_model=32, steps=3000, layer_norm=arch == "grok")
+    configs = [c for r in rs for c in grid(base.replace(r=r), lr=lrs, weight_decay=wds)]
     runs = sweep(configs, progress=False)
     print(f"| r | lr | wd | t2 | t4 | outcome | final val acc |  ({arch}, {datetime.date.today()})")
     counts = dict.fromkeys(OUTCOMES, 0)
@@ -70,12 +73,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="only the paper's full setting")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--pilot", choices=["book", "grok"], help="the sweep chapters' model on a 27-run grid")
+    ap.add_argument("--pilot", choices=["book", "grok"], help="a one-block model at p 23 on a 27-run grid")
+    ap.add_argument("--pilot-sweep", action="store_true", help="the pilot of the sweep chapters' grid")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.pilot:
-        return pilot(args.pilot)
+        return pilot(args.pilot, 23, [0.3, 0.5, 0.8], [1e-3, 3e-3, 1e-2], [0.3, 1.0, 3.0])
+    if args.pilot_sweep:
+        return pilot("book", 31, [0.3, 0.5, 0.7], [0.01, 0.02, 0.03, 0.05], [0.5, 1.0, 2.0, 3.0])
     store = RunStore(checkpoint_every_s=120)
     if args.full:
         configs = [RECIPE]
