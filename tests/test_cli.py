@@ -120,7 +120,7 @@ def test_every_chapter_validates_under_its_defaults_and_every_profile():
 def test_parameters_that_stand_for_a_run_config_field():
     ch = {name: ch for name, ch in find_chapters().items()}
     expect = {("spectral", "lrs"): "lr", ("spectral", "weight_decays"): "weight_decay", ("spectral", "rs"): "r",
-              ("predict", "extra_seeds"): "seed", ("predict", "extra_rs"): "r", ("predict", "windows"): None,
+              ("predict", "seeds"): "seed", ("spectral", "seeds"): "seed", ("predict", "windows"): None,
               ("data_fraction", "r_grid"): "r", ("data_fraction", "s5_r_grid"): "r", ("data_fraction", "seeds"): "seed",
               ("slingshot", "adamw_weight_decay"): "weight_decay", ("lu", "ch1_n_heads"): "n_heads",
               ("lu", "digits_wd"): None, ("hessian", "control_steps"): "steps", ("hessian", "slq_steps"): "steps",
