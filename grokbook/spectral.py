@@ -139,21 +139,15 @@ def detrend(x, method: str = "linear") -> np.ndarray:
         if degree < 0:
             raise ValueError(f"bad detrend method {method!r}: expected {_DETREND_METHODS}")
         return _poly_residual(x, degree)
-    if kind == "highpass":
+    if kind in ("highpass", "taper"):
         try:
             cutoff = float(arg)
         except ValueError:
             cutoff = float("nan")
         if not 0 <= cutoff <= 0.5:
             raise ValueError(f"bad detrend method {method!r}: expected {_DETREND_METHODS}")
-        return _highpass(x, cutoff)
-    if kind == "taper":
-        try:
-            cutoff = float(arg)
-        except ValueError:
-            cutoff = float("nan")
-        if not 0 <= cutoff <= 0.5:
-            raise ValueError(f"bad detrend method {method!r}: expected {_DETREND_METHODS}")
+        if kind == "highpass":
+            return _highpass(x, cutoff)
         n = x.shape[-1]
         w = np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
         return _highpass(_poly_residual(x, 1) * w, cutoff) / np.sqrt(np.mean(w**2))
