@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .chapters import ChapterError, book_root, find_chapters, run_chapter
+from . import __version__
+from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_chapter
 
 
 def _chapters(args: argparse.Namespace) -> int:
-    for ch in find_chapters().values():
+    chapters = [get_chapter(args.name)] if args.name else find_chapters().values()
+    for ch in chapters:
         print(f"{ch.name}: {ch.title}  ({ch.path.relative_to(book_root())})")
         for p in ch.parameters.values():
             print(f"    {p.name:<18} {p.type.__name__:<6} default {p.default!r:<14} {p.help}")
@@ -41,8 +43,11 @@ def _build(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="grokbook", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"grokbook {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("chapters", help="list the chapters and their parameters").set_defaults(func=_chapters)
+    chapters = sub.add_parser("chapters", help="list the chapters and their parameters")
+    chapters.add_argument("name", nargs="?", help="only this chapter")
+    chapters.set_defaults(func=_chapters)
     run = sub.add_parser("run", help="execute a chapter with papermill")
     run.add_argument("chapter")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
@@ -68,6 +73,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ChapterError as err:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `grokbook chapters | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

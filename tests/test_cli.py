@@ -236,3 +236,25 @@ def test_a_relative_store_path_is_the_callers_not_the_kernels(tmp_path, monkeypa
 def test_the_cli_starts_without_torch():
     code = "import sys, grokbook.cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_version_module_entry_and_one_chapter():
+    import grokbook
+
+    out = subprocess.run([sys.executable, "-m", "grokbook", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"grokbook {grokbook.__version__}"
+    one = subprocess.run([sys.executable, "-m", "grokbook", "chapters", "grokking"], capture_output=True, text=True)
+    assert one.returncode == 0 and one.stdout.startswith("grokking: ") and "spectral:" not in one.stdout
+    bad = subprocess.run([sys.executable, "-m", "grokbook", "chapters", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no chapter 'nope'" in bad.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`grokbook chapters | head`: the reader is gone; exit 0 and no traceback. The read
+    end is closed before the command starts, so its first write meets a closed pipe."""
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.Popen([sys.executable, "-m", "grokbook", "chapters"], stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err and "Exception ignored" not in err, err

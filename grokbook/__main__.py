@@ -1,0 +1,7 @@
+"""``python -m grokbook``: the ``grokbook`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
