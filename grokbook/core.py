@@ -166,6 +166,23 @@ class Run:
                                             model.parameters())
         return model
 
+    def to_frame(self, what: str = "steps") -> Any:
+        """The run as a ``pandas.DataFrame``: ``"steps"``, one row per iteration (index
+        ``step``, a column per :data:`METRICS` name); ``"validation"``, one row per
+        validation step (``val_loss``, ``val_acc``); ``"snapshots"``, one row per
+        snapshot step and one column per flat parameter (``w0``, ``w1``, ...)."""
+        import pandas as pd
+
+        if what == "steps":
+            return pd.DataFrame(self.metrics, index=pd.Index(self.steps, name="step"))
+        if what == "validation":
+            return pd.DataFrame({"val_loss": self.val_loss, "val_acc": self.val_acc},
+                                index=pd.Index(self.val_steps, name="step"))
+        if what == "snapshots":
+            return pd.DataFrame(self.snapshots, index=pd.Index(self.snapshot_steps, name="step"),
+                                columns=[f"w{i}" for i in range(self.snapshots.shape[1])])
+        raise ValueError(f"unknown frame {what!r}; expected 'steps', 'validation' or 'snapshots'")
+
     def nearest_snapshot(self, step: float) -> int:
         """The snapshot step closest to ``step``."""
         return int(self.snapshot_steps[np.argmin(np.abs(self.snapshot_steps - step))])

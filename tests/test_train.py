@@ -160,3 +160,20 @@ def test_last_block_computes_only_the_answer_position_exactly(float64):
         return model.unembed(model.ln_f(h[:, -1]))
 
     torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
+
+
+def test_run_to_frame_holds_every_value(tiny):
+    run = fit(tiny.replace(steps=12), progress=False)
+    steps = run.to_frame()
+    assert list(steps.columns) == list(METRICS) and steps.index.name == "step"
+    assert steps.index.tolist() == list(range(12))
+    for name in METRICS:
+        np.testing.assert_array_equal(steps[name].to_numpy(), run.metrics[name])
+    val = run.to_frame("validation")
+    assert val.index.tolist() == run.val_steps.tolist()
+    np.testing.assert_array_equal(val.val_acc.to_numpy(), run.val_acc)
+    snaps = run.to_frame("snapshots")
+    assert snaps.shape == run.snapshots.shape and snaps.columns[-1] == f"w{run.snapshots.shape[1] - 1}"
+    np.testing.assert_array_equal(snaps.to_numpy(), run.snapshots)
+    with pytest.raises(ValueError, match="unknown frame 'loss'"):
+        run.to_frame("loss")
