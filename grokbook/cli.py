@@ -73,6 +73,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ChapterError as err:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = os.environ.get("GROKBOOK_HOME") or "the user cache directory"
+        print(f"grokbook: interrupted. Finished runs and the checkpoints of runs in training are kept "
+              f"in the run store ({where}); the same command resumes from them.", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `grokbook chapters | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -258,3 +258,14 @@ def test_a_closed_pipe_is_not_an_error():
     os.close(w)
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_ctrl_c_says_in_one_line_what_is_kept(monkeypatch, capsys, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("grokbook.cli.run_chapter", interrupted)
+    monkeypatch.setenv("GROKBOOK_HOME", str(tmp_path))
+    assert main(["run", "grokking"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0] and str(tmp_path) in err[0] and "resumes" in err[0]
