@@ -23,6 +23,8 @@ def _chapters(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.device:  # the kernel and the sweep's workers inherit it
+        os.environ["GROKBOOK_DEVICE"] = args.device
     values = dict(args.param or [])
     if len(values) != len(args.param or []):
         raise ChapterError("a parameter is given twice with -p")
@@ -59,6 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786); "
                      "refused if it does not accept a connection within 3 s")
+    run.add_argument("--device", choices=["cpu", "cuda", "mps"],
+                     help="where to train (sets GROKBOOK_DEVICE; default: CUDA, then MPS, then the CPU)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
     run.set_defaults(func=_run)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import signal
 import threading
 import time
@@ -123,7 +124,26 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``$GROKBOOK_DEVICE`` (``cpu``, ``cuda``, ``cuda:N`` or ``mps``) if set, else CUDA,
+    then MPS, then the CPU, whichever is available first. ValueError for a device that
+    is not one of those or not available here."""
+    name = os.environ.get("GROKBOOK_DEVICE", "").strip()
+    if not name:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"GROKBOOK_DEVICE={name!r} is not a device; use cpu, cuda, cuda:N or mps")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available[device.type]:
+        raise ValueError(f"GROKBOOK_DEVICE={name!r}, but this machine has no {device.type} device")
+    return device
 
 
 @dataclass

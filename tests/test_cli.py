@@ -269,3 +269,18 @@ def test_ctrl_c_says_in_one_line_what_is_kept(monkeypatch, capsys, tmp_path):
     assert main(["run", "grokking"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "interrupted" in err[0] and str(tmp_path) in err[0] and "resumes" in err[0]
+
+
+def test_run_device_reaches_the_kernel_through_the_environment(monkeypatch, capsys, tmp_path):
+    seen = {}
+
+    def fake_run(name, values, **kwargs):
+        seen["device"] = os.environ.get("GROKBOOK_DEVICE")
+        return tmp_path / "out.ipynb"
+
+    monkeypatch.setattr("grokbook.cli.run_chapter", fake_run)
+    monkeypatch.setenv("GROKBOOK_DEVICE", "")  # restored (unset) after the test
+    assert main(["run", "grokking", "--device", "cpu"]) == 0 and seen["device"] == "cpu"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "grokking", "--device", "tpu"])
+    assert exit_.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err

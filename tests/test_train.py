@@ -177,3 +177,20 @@ def test_run_to_frame_holds_every_value(tiny):
     np.testing.assert_array_equal(snaps.to_numpy(), run.snapshots)
     with pytest.raises(ValueError, match="unknown frame 'loss'"):
         run.to_frame("loss")
+
+
+def test_grokbook_device_chooses_and_checks_the_device(monkeypatch):
+    from grokbook.core import default_device
+
+    monkeypatch.setenv("GROKBOOK_DEVICE", "cpu")
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setenv("GROKBOOK_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="GROKBOOK_DEVICE='tpu' is not a device"):
+        default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("GROKBOOK_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="this machine has no cuda device"):
+            default_device()
+    monkeypatch.delenv("GROKBOOK_DEVICE")
+    assert default_device().type == ("cuda" if torch.cuda.is_available() else
+                                     "mps" if torch.backends.mps.is_available() else "cpu")
