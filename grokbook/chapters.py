@@ -13,6 +13,7 @@ stands for, an output that is a directory or an unreachable scheduler raises
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import os
 import re
@@ -294,6 +295,21 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
                            f"{err.strerror or err or type(err).__name__}") from None
 
 
+@contextlib.contextmanager
+def _environ(**values: Optional[str]) -> Any:
+    """Set the environment variables given (None: leave as is) and restore them after."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _one_line(err: BaseException) -> str:
     """The kernel's error as one line: papermill's ``ename: evalue``, else the
     exception's type and first line."""
@@ -334,11 +350,10 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
         raise ChapterError(f"cannot create the directory of output {output}: {err.strerror or err}") from None
     running = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
-    old_scheduler = os.environ.get("GROKBOOK_SCHEDULER")
-    if scheduler:
-        os.environ["GROKBOOK_SCHEDULER"] = scheduler  # read by grokbook.sweep in the kernel
+    # read in the kernel: the sweeps' scheduler, and figures shown where they are made
+    kernel_env = _environ(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with kernel_env, tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / f"{chapter.path.stem}.ipynb"
             jupytext.write(jupytext.read(chapter.path), src)
             papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
@@ -351,12 +366,6 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
             raise
         where = f"the failed notebook is {failed}" if kept else "no notebook was written"
         raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
-    finally:
-        if scheduler:
-            if old_scheduler is None:
-                os.environ.pop("GROKBOOK_SCHEDULER", None)
-            else:
-                os.environ["GROKBOOK_SCHEDULER"] = old_scheduler
     os.replace(running, output)
     if html:
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)], check=True)

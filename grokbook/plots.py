@@ -3,6 +3,8 @@ results happens here: every function draws arrays it is given."""
 
 from __future__ import annotations
 
+import os
+
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
@@ -77,8 +79,6 @@ def embedding_pcs(ax: Axes, points: np.ndarray, title: str, labels: Optional[Seq
 def save_figure(fig: plt.Figure, name: str) -> None:
     """Also write ``fig`` as ``$GROKBOOK_FIGURES/<name>.png`` when that variable is set
     (to look at a chapter's figures outside the book)."""
-    import os
-
     out = os.environ.get("GROKBOOK_FIGURES")
     if out:
         os.makedirs(out, exist_ok=True)
@@ -87,9 +87,14 @@ def save_figure(fig: plt.Figure, name: str) -> None:
 
 def glue(name: str, value, display: bool = False):
     """``myst_nb.glue`` for the prose: numpy scalars become Python numbers first (their
-    repr, ``np.float64(...)``, cannot be formatted by ``{glue:text}`name:.2f```)."""
+    repr, ``np.float64(...)``, cannot be formatted by ``{glue:text}`name:.2f```). Under
+    ``grokbook run`` (``$GROKBOOK_SHOW_FIGURES`` set) a figure is also shown where it is
+    made, since the executed notebook has no book to place it."""
+    from matplotlib.figure import Figure
     from myst_nb import glue as _glue
 
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, Figure) and os.environ.get("GROKBOOK_SHOW_FIGURES"):
+        display = True
     return _glue(name, value, display=display)

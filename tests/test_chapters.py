@@ -46,8 +46,14 @@ def test_glue_gaps_finds_a_cited_key_nobody_glued():
 def test_chapter_smoke(name, tmp_path):
     out = run_chapter(name, profile="smoke", output=tmp_path / f"{name}.ipynb")
     assert out.exists()
-    missing = glue_gaps(json.loads(out.read_text()))
+    nb = json.loads(out.read_text())
+    missing = glue_gaps(nb)
     assert not missing, f"{name} cites glue keys it never glues: {sorted(missing)}"
+    # grokbook run shows each glued figure where it is made (the book places them itself)
+    figures = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("metadata", {}).get("scrapbook")
+               and any(k.endswith("image/png") for k in o.get("data", {}))]
+    hidden = [o for o in figures if "image/png" not in o["data"]]  # papermill-record only
+    assert figures and not hidden, f"{name}: {len(hidden)} of {len(figures)} glued figures not shown"
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
