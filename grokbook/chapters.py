@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import socket
@@ -295,6 +296,48 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
                            f"{err.strerror or err or type(err).__name__}") from None
 
 
+_GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`:]+)(?::([^`]*))?`")
+_GLUE_FIGURE = re.compile(r"^(`{3,}|:{3,})\{glue:figure\}\s+(\S+)[^\n]*\n(?::[^\n]*\n)*\n?(.*?)^\1[ \t]*$",
+                          re.MULTILINE | re.DOTALL)
+
+
+def render_glue(notebook: dict) -> dict:
+    """``notebook`` (nbformat JSON) with the glue roles of its markdown replaced by the
+    glued values, formatted as the role asks (``{glue:text}`x:.2f``` becomes ``0.42``),
+    and each ``{glue:figure}`` block by its caption in italics (the figure is shown by
+    its code cell): what the book does, for a notebook read on its own. A role or
+    figure whose key was never glued is left as it is."""
+    values: dict[str, str] = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            data = output.get("data", {})
+            text = data.get("application/papermill.record/text/plain", data.get("text/plain"))
+            if name and text is not None:
+                values[name] = "".join(text)
+
+    def role(m: re.Match) -> str:
+        if m.group(1) not in values:
+            return m.group(0)
+        raw = values[m.group(1)]
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            return raw
+        try:
+            return format(value, m.group(2) or "")
+        except (TypeError, ValueError):
+            return str(value)
+
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            text = _GLUE_FIGURE.sub(lambda m: f"*Figure: {m.group(3).strip()}*" if m.group(2) in values
+                                    else m.group(0), text)
+            cell["source"] = _GLUE_ROLE.sub(role, text)
+    return notebook
+
+
 @contextlib.contextmanager
 def _environ(**values: Optional[str]) -> Any:
     """Set the environment variables given (None: leave as is) and restore them after."""
@@ -366,6 +409,7 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
             raise
         where = f"the failed notebook is {failed}" if kept else "no notebook was written"
         raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
+    running.write_text(json.dumps(render_glue(json.loads(running.read_text()))))
     os.replace(running, output)
     if html:
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)], check=True)

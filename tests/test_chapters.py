@@ -42,6 +42,28 @@ def test_glue_gaps_finds_a_cited_key_nobody_glued():
     assert glue_gaps(nb) == {"b", "c"}
 
 
+def test_render_glue_writes_the_values_into_the_prose():
+    from grokbook.chapters import render_glue
+
+    def md(text):
+        return {"cell_type": "markdown", "source": [text]}
+
+    def out(name, data):
+        return {"metadata": {"scrapbook": {"name": name}}, "data": data}
+
+    code = {"cell_type": "code", "source": [], "outputs": [
+        out("a", {"application/papermill.record/text/plain": "0.41666"}),
+        out("v", {"application/papermill.record/text/plain": "'reproduced'"}),
+        out("n", {"text/plain": "12"}), out("f", {"image/png": "...", "text/plain": "<Figure>"})]}
+    nb = {"cells": [code, md("AUC {glue:text}`a:.2f`, {glue:text}`v`, {glue}`n` runs, {glue:text}`gone:.1f`\n"),
+                    md("```{glue:figure} f\n:name: fig-f\n\nIts caption.\n```\n"),
+                    md("```{glue:figure} g\nNever glued.\n```\n")]}
+    cells = [c["source"] for c in render_glue(nb)["cells"][1:]]
+    assert cells == ["AUC 0.42, reproduced, 12 runs, {glue:text}`gone:.1f`\n", "*Figure: Its caption.*\n",
+                     "```{glue:figure} g\nNever glued.\n```\n"]
+    assert glue_gaps({"cells": [code] + render_glue(nb)["cells"][1:]}) == {"gone", "g"}
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_smoke(name, tmp_path):
     out = run_chapter(name, profile="smoke", output=tmp_path / f"{name}.ipynb")
@@ -54,6 +76,9 @@ def test_chapter_smoke(name, tmp_path):
                and any(k.endswith("image/png") for k in o.get("data", {}))]
     hidden = [o for o in figures if "image/png" not in o["data"]]  # papermill-record only
     assert figures and not hidden, f"{name}: {len(hidden)} of {len(figures)} glued figures not shown"
+    # and its prose reads as prose: every glue role and figure rendered
+    raw = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "{glue" in "".join(c["source"])]
+    assert not raw, "".join(raw[0]["source"])[:300]
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
