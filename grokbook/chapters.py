@@ -411,6 +411,10 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
         raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
     running.write_text(json.dumps(render_glue(json.loads(running.read_text()))))
     os.replace(running, output)
-    if html:
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)], check=True)
+    if html:  # a standalone page: nbconvert embeds the figures as data URIs
+        done = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise ChapterError(f"the notebook {output} was written, but its HTML was not: "
+                               f"{(done.stderr.strip().splitlines() or ['nbconvert failed'])[-1]}")
     return output

@@ -25,13 +25,18 @@ def _chapters(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.device:  # the kernel and the sweep's workers inherit it
         os.environ["GROKBOOK_DEVICE"] = args.device
+    if args.figures:  # kernels run in book/: an absolute path
+        os.environ["GROKBOOK_FIGURES"] = str(Path(args.figures).expanduser().absolute())
     values = dict(args.param or [])
     if len(values) != len(args.param or []):
         raise ChapterError("a parameter is given twice with -p")
     out = run_chapter(args.chapter, values, profile=args.profile,
                       output=Path(args.output) if args.output else None, html=args.html,
                       log_output=args.verbose, scheduler=args.scheduler)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (f" and {out.with_suffix('.html')}" if args.html else ""))
+    figures = os.environ.get("GROKBOOK_FIGURES")
+    if figures:
+        print(f"figures as PNG in {figures}")
     return 0
 
 
@@ -61,6 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786); "
                      "refused if it does not accept a connection within 3 s")
+    run.add_argument("--figures", metavar="DIR",
+                     help="also write every figure as PNG into DIR (sets GROKBOOK_FIGURES)")
     run.add_argument("--device", choices=["cpu", "cuda", "mps"],
                      help="where to train (sets GROKBOOK_DEVICE; default: CUDA, then MPS, then the CPU)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")

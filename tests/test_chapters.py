@@ -155,3 +155,10 @@ def test_every_default_that_departs_from_the_paper_has_its_reason():
 
     for chapter in find_chapters().values():
         versus_paper(chapter.name, _defaults(chapter.name))
+
+
+def test_html_is_a_standalone_page_with_its_figures(tmp_path):
+    out = run_chapter("valleys", profile="smoke", output=tmp_path / "valleys.ipynb", html=True)
+    page = out.with_suffix(".html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 2  # the chapter's two glued figures
+    assert "{glue" not in page

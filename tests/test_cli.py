@@ -280,7 +280,11 @@ def test_run_device_reaches_the_kernel_through_the_environment(monkeypatch, caps
 
     monkeypatch.setattr("grokbook.cli.run_chapter", fake_run)
     monkeypatch.setenv("GROKBOOK_DEVICE", "")  # restored (unset) after the test
-    assert main(["run", "grokking", "--device", "cpu"]) == 0 and seen["device"] == "cpu"
+    monkeypatch.setenv("GROKBOOK_FIGURES", "")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "grokking", "--device", "cpu", "--figures", "figs"]) == 0 and seen["device"] == "cpu"
+    assert os.environ["GROKBOOK_FIGURES"] == str(tmp_path / "figs")
+    assert f"figures as PNG in {tmp_path / 'figs'}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
         main(["run", "grokking", "--device", "tpu"])
     assert exit_.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err
