@@ -127,20 +127,17 @@ def default_device() -> torch.device:
     """``$GROKBOOK_DEVICE`` (``cpu``, ``cuda``, ``cuda:N`` or ``mps``) if set, else CUDA,
     then MPS, then the CPU, whichever is available first. ValueError for a device that
     is not one of those or not available here."""
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available()}
     name = os.environ.get("GROKBOOK_DEVICE", "").strip()
     if not name:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if available[kind]))
     try:
         device = torch.device(name)
     except RuntimeError:
         device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
+    if device is None or device.type not in available:
         raise ValueError(f"GROKBOOK_DEVICE={name!r} is not a device; use cpu, cuda, cuda:N or mps")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
     if not available[device.type]:
         raise ValueError(f"GROKBOOK_DEVICE={name!r}, but this machine has no {device.type} device")
     return device

@@ -107,7 +107,7 @@ def outcome(times: PhaseTimes, min_ratio: float = 10.0, diverged: bool = False) 
         return "generalizes" if times.t4 is not None else "never fits"
     if times.t4 is None:
         return "memorizes"
-    return "groks" if times.t4 >= min_ratio * max(times.t2, 1) else "generalizes"
+    return "groks" if is_grokking(times, min_ratio) else "generalizes"
 
 
 def run_outcome(run, min_ratio: float = 10.0, leave: float = 0.05, reach: float = 0.99) -> str:
