@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from . import __version__
 from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_chapter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _chapters(args: argparse.Namespace) -> int:
@@ -37,6 +41,106 @@ def _run(args: argparse.Namespace) -> int:
     figures = os.environ.get("GROKBOOK_FIGURES")
     if figures:
         print(f"figures as PNG in {figures}")
+    return 0
+
+
+class InputError(ValueError):
+    """A file or value the command cannot use; reported in one line, exit status 2."""
+
+
+def read_curves(path: Path) -> dict[str, np.ndarray]:
+    """Training-loss curves from ``path``, by name: CSV (one curve per column; a header
+    row names them), NPY (``(steps,)`` or ``(steps, curves)``) or JSON (a list of losses,
+    a list of lists, or an object of name to list). Raises InputError."""
+    import numpy as np
+
+    stem, suffix = path.name, path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim == 1:
+                return {stem: arr.astype(np.float64)}
+            if arr.ndim == 2:
+                return {f"{stem}[:, {j}]": arr[:, j].astype(np.float64) for j in range(arr.shape[1])}
+            raise InputError(f"{path}: an array of shape {arr.shape}; expected (steps,) or (steps, curves)")
+        if suffix == ".json":
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                return {str(k): _numbers(v, f"{path}: {k}") for k, v in data.items()}
+            if isinstance(data, list) and data and all(isinstance(v, list) for v in data):
+                return {f"{stem}[{i}]": _numbers(v, f"{path}: curve {i}") for i, v in enumerate(data)}
+            return {stem: _numbers(data, str(path))}
+        if suffix in (".csv", ".txt"):
+            import pandas as pd
+
+            frame = pd.read_csv(path, header=None, skip_blank_lines=True)
+            first = pd.to_numeric(frame.iloc[0], errors="coerce")
+            if first.isna().all():  # a header row
+                frame = pd.read_csv(path, skip_blank_lines=True)
+            else:
+                frame.columns = [f"{stem}[{j}]" for j in range(frame.shape[1])] if frame.shape[1] > 1 else [stem]
+            return {str(c): _numbers(frame[c].tolist(), f"{path}: column {c}") for c in frame.columns}
+    except InputError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as err:  # json and pandas errors are ValueErrors
+        raise InputError(f"cannot read {path}: {err}") from None
+    raise InputError(f"{path}: unknown format {suffix!r}; give a .csv, .npy or .json file")
+
+
+def _numbers(values: Any, where: str) -> "np.ndarray":
+    import numpy as np
+
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: not a list of numbers") from None
+    if arr.ndim != 1:
+        raise InputError(f"{where}: expected one loss per step, got shape {arr.shape}")
+    return arr
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import GrokPredictor
+
+    try:
+        predictor = GrokPredictor.load(args.model) if args.model else GrokPredictor.default()
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    curves: dict[str, Any] = {}
+    for name in args.curves:
+        curves.update(read_curves(Path(name)))
+    results = []
+    for name, curve in curves.items():
+        try:
+            x = predictor.features_of(curve)[0]
+        except ValueError as err:
+            raise InputError(f"{name}: {str(err).removeprefix('curve 0: ')}") from None
+        prob = float(predictor._proba(x[None])[0])
+        results.append({"curve": name, "probability": prob, "predicted": prob >= predictor.threshold,
+                        "features": dict(zip(predictor.features, map(float, x))),
+                        "window": predictor.window, "threshold": predictor.threshold})
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    print(f"P = probability that the run {predictor.label};\nfrom the first {predictor.window} steps of "
+          f"each curve; predicted yes at P >= {predictor.threshold:.3f} (keeps {predictor.recall:.0%} of the "
+          f"positives it was fitted on)")
+    for r in results:
+        print(f"{r['curve']}: P = {r['probability']:.3f}  predicted {'yes' if r['predicted'] else 'no'}")
+        print("    " + "  ".join(f"{k} {v:.4g}" for k, v in r["features"].items()))
+    return 0
+
+
+def _fit_predictor(args: argparse.Namespace) -> int:
+    from .predict import fit_default
+
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent} is not a directory")
+    predictor = fit_default()
+    predictor.save(out)
+    print(f"wrote {out}: {predictor.meta['runs']} runs, coefficients "
+          + ", ".join(f"{k} {c:+.4f}" for k, c in zip(predictor.features, predictor.coef)))
     return 0
 
 
@@ -72,6 +176,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      help="where to train (sets GROKBOOK_DEVICE; default: CUDA, then MPS, then the CPU)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
     run.set_defaults(func=_run)
+    predict = sub.add_parser("predict", help="predict from early training-loss curves whether runs will "
+                             "generalize (grok or generalize at once)")
+    predict.add_argument("curves", nargs="+", metavar="CURVE",
+                         help="a CSV (a curve per column), NPY or JSON file of training losses, one per step from step 0")
+    predict.add_argument("--model", metavar="FILE", help="a predictor saved as JSON (default: the one shipped, "
+                         "fitted on the book's sweep)")
+    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.set_defaults(func=_predict)
+    fit = sub.add_parser("fit-predictor", help="regenerate the default predictor from the book's sweep "
+                         "(trains the sweep's 250 runs if the store lacks them: about 12 min on 2 cores)")
+    fit.add_argument("-o", "--output", default="default_predictor.json", help="where to write it")
+    fit.set_defaults(func=_fit_predictor)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")
     build.add_argument("--all", action="store_true", help="rebuild every page")
     build.set_defaults(func=_build)
@@ -81,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ["GROKBOOK_HOME"] = str(Path(home).expanduser().absolute())
     try:
         return args.func(args)
-    except ChapterError as err:
+    except (ChapterError, InputError) as err:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,8 +18,10 @@ measured predictor:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -33,54 +35,87 @@ SPECTRAL = ("log_activity", "mobility", "complexity", "log_activity_late")
 #: Plain baselines, no spectrum involved.
 BASELINE = ("log_loss_level", "loss_slope", "norm_trend", "val_loss_trend")
 FEATURES = PAPER + SPECTRAL + BASELINE
+#: The features computed from the training loss alone (any trainer's curve).
+LOSS_ONLY = PAPER + SPECTRAL + ("log_loss_level", "loss_slope")
 
 
 def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, float]:
-    """The features of :data:`FEATURES` from the first ``n`` steps of ``run`` only.
-
-    - ``log_paper_energy``: log10 of the paper's energy, ``sum_{t < n} L(t)^2`` of the
-      raw training loss (:func:`grokbook.spectral.paper_energy`, loss units squared);
-    - ``log_activity``: log10 of the Hjorth activity (variance, loss units squared) of
-      ``detrend(train_loss[:n], method)``; ``mobility`` (rad/step) and ``complexity`` (standard
-      Hjorth, dimensionless) of the same signal (:func:`grokbook.spectral.hjorth`);
-    - ``log_activity_late``: log10 activity of ``detrend(train_loss[n//2:n], method)``, the
-      oscillations once the initial fall of the loss is over;
-    - ``log_loss_level``: log10 of the mean training loss over the last tenth of the window;
-    - ``loss_slope``: slope of log10 training loss against log10 step over the second
-      half of the window (decades of loss per decade of steps; negative when falling);
-    - ``norm_trend``: relative change of the weight norm over the second half,
-      ``|theta_{n-1}| / |theta_{n/2}| - 1``;
-    - ``val_loss_trend``: slope of log10 validation loss against log10 step over the
-      validation points in the second half of the window.
+    """The features of :data:`FEATURES` from the first ``n`` steps of ``run`` only
+    (:func:`curve_features` of its training loss, weight norm and validation loss).
 
     Raises ValueError if the run has fewer than ``n`` finite steps (e.g. it diverged
     inside the window) or ``n < 20``.
     """
-    if n < 20:
-        raise ValueError(f"window n={n} is too short; need at least 20 steps")
     loss = np.asarray(run.metrics["train_loss"], dtype=np.float64)[:n]
     if len(loss) < n or not np.all(np.isfinite(loss)):
         raise ValueError(f"run {run.config.hash()} has no {n} finite steps of training loss "
                          f"(diverged at {run.diverged_at})")
+    return curve_features(loss, n, method, weight_norm=run.metrics["weight_norm"],
+                          val_steps=run.val_steps, val_loss=run.val_loss)
+
+
+def curve_features(loss, n: int, method: str = "highpass:0.01", *, weight_norm=None, val_steps=None,
+                   val_loss=None) -> dict[str, float]:
+    """Features of the first ``n`` steps of a training-loss curve ``loss`` (``(T,)``,
+    one loss per optimisation step from step 0, ``T >= n``; any trainer):
+
+    - ``log_paper_energy``: log10 of the paper's energy, ``sum_{t < n} L(t)^2`` of the
+      raw training loss (:func:`grokbook.spectral.paper_energy`, loss units squared);
+    - ``log_activity``: log10 of the Hjorth activity (variance, loss units squared) of
+      ``detrend(loss[:n], method)``; ``mobility`` (rad/step) and ``complexity`` (standard
+      Hjorth, dimensionless) of the same signal (:func:`grokbook.spectral.hjorth`);
+    - ``log_activity_late``: log10 activity of ``detrend(loss[n//2:n], method)``, the
+      oscillations once the initial fall of the loss is over;
+    - ``log_loss_level``: log10 of the mean training loss over the last tenth of the window;
+    - ``loss_slope``: slope of log10 training loss against log10 step over the second
+      half of the window (decades of loss per decade of steps; negative when falling).
+
+    Only when given (they need more than the loss):
+
+    - ``norm_trend``, from ``weight_norm`` (``(T,)``, per step): the relative change of the
+      weight norm over the second half, ``|theta_{n-1}| / |theta_{n/2}| - 1``;
+    - ``val_loss_trend``, from ``val_steps`` and ``val_loss`` (``(V,)`` each): the slope of
+      log10 validation loss against log10 step over the validation points in the second
+      half of the window.
+
+    Raises ValueError if ``n < 20``, the curve is shorter than ``n`` or not finite there,
+    or fewer than 2 validation points fall in ``[n/2, n)``.
+    """
+    if n < 20:
+        raise ValueError(f"window n={n} is too short; need at least 20 steps")
+    loss = np.asarray(loss, dtype=np.float64)
+    if loss.ndim != 1:
+        raise ValueError(f"a loss curve is 1-D (one loss per step), got shape {loss.shape}")
+    if len(loss) < n:
+        raise ValueError(f"the curve has {len(loss)} steps, fewer than the window of {n}")
+    loss = loss[:n]
+    bad = np.flatnonzero(~np.isfinite(loss))
+    if len(bad):
+        raise ValueError(f"the curve is not finite at step {bad[0]} (inside the window of {n})")
     h = hjorth(detrend(loss, method))
     late = hjorth(detrend(loss[n // 2:], method))
     half = np.arange(n // 2, n)
-    norm = np.asarray(run.metrics["weight_norm"], dtype=np.float64)
-    vs = np.asarray(run.val_steps)
-    keep = (vs >= n // 2) & (vs < n)
-    if keep.sum() < 2:
-        raise ValueError(f"run has fewer than 2 validation points in steps [{n // 2}, {n})")
-    return {
+    out = {
         "log_paper_energy": float(np.log10(max(paper_energy(loss, n), 1e-300))),
         "log_activity": float(np.log10(max(h.activity, 1e-300))),
         "mobility": h.mobility,
         "complexity": h.complexity,
         "log_activity_late": float(np.log10(max(late.activity, 1e-300))),
-        "log_loss_level": float(np.log10(loss[-max(n // 10, 1):].mean())),
+        "log_loss_level": float(np.log10(max(loss[-max(n // 10, 1):].mean(), 1e-300))),
         "loss_slope": _loglog_slope(half, loss[half]),
-        "norm_trend": float(norm[n - 1] / norm[n // 2] - 1),
-        "val_loss_trend": _loglog_slope(vs[keep], np.asarray(run.val_loss)[keep]),
     }
+    if weight_norm is not None:
+        norm = np.asarray(weight_norm, dtype=np.float64)
+        if len(norm) < n:
+            raise ValueError(f"weight_norm has {len(norm)} steps, fewer than the window of {n}")
+        out["norm_trend"] = float(norm[n - 1] / norm[n // 2] - 1)
+    if val_steps is not None and val_loss is not None:
+        vs = np.asarray(val_steps)
+        keep = (vs >= n // 2) & (vs < n)
+        if keep.sum() < 2:
+            raise ValueError(f"fewer than 2 validation points in steps [{n // 2}, {n})")
+        out["val_loss_trend"] = _loglog_slope(vs[keep], np.asarray(val_loss, dtype=np.float64)[keep])
+    return out
 
 
 def _loglog_slope(steps: np.ndarray, values: np.ndarray) -> float:
@@ -304,3 +339,244 @@ def config_id(run, ignore: Optional[Sequence[str]] = ("seed", "data_seed")) -> s
     """An id shared by runs whose configs differ only in ``ignore`` (default: the
     initialisation seed and the split's seed, see :func:`grokbook.sweeping.replicates`)."""
     return run.config.replace(**{k: 0 for k in (ignore or ())}).hash()
+
+
+# ---------------------------------------------------------------------------------------
+# A fitted predictor for anyone's loss curves
+# ---------------------------------------------------------------------------------------
+
+#: The outcomes a :class:`GrokPredictor` of :func:`GrokPredictor.fit_runs` calls positive:
+#: the run reaches 100% validation accuracy within its budget, late or not.
+POSITIVE = ("groks", "generalizes")
+#: The sweep of the spectral and predict chapters at their default parameters (the
+#: chapter tests check that the two agree): the model, and the grid with its seeds.
+BOOK_MODEL = dict(task="add", p=31, n_layers=1, d_model=32, n_heads=4, arch="book", layer_norm=False, steps=2000)
+BOOK_GRID = dict(lr=(0.005, 0.01, 0.015, 0.02, 0.03), weight_decay=(0.25, 0.5, 1.0, 1.5, 2.0),
+                 r=(0.4, 0.5, 0.6, 0.7, 0.8), seeds=(0, 1))
+_FORMAT = "grokbook.GrokPredictor/1"
+#: Where the default predictor ships (package data).
+DEFAULT_PATH = Path(__file__).with_name("default_predictor.json")
+
+
+def book_sweep(**model: Any) -> list:
+    """The configurations of the book's predictor sweep (:data:`BOOK_GRID` with each
+    seed), for :data:`BOOK_MODEL` updated with ``model`` (e.g. ``p=47``)."""
+    from .config import RunConfig
+    from .sweeping import grid, replicates
+
+    base = RunConfig(**{**BOOK_MODEL, **model})
+    axes = {k: v for k, v in BOOK_GRID.items() if k != "seeds"}
+    return replicates(grid(base, **axes), BOOK_GRID["seeds"])
+
+
+def _as_curves(curves) -> list[np.ndarray]:
+    """One curve (1-D), a ``(n_curves, T)`` array, or a sequence of 1-D curves."""
+    if isinstance(curves, np.ndarray) or (len(curves) and np.isscalar(curves[0])):
+        arr = np.asarray(curves, dtype=np.float64)
+        if arr.ndim == 1:
+            return [arr]
+        if arr.ndim == 2:
+            return list(arr)
+        raise ValueError(f"curves must be 1-D (one curve) or 2-D (n_curves, steps), got shape {arr.shape}")
+    return [np.asarray(c, dtype=np.float64) for c in curves]
+
+
+@dataclass(frozen=True, eq=False)
+class GrokPredictor:
+    """A standardized logistic regression on early-curve features, with its decision
+    threshold, that scores plain training-loss curves.
+
+    ``features``: names from :func:`curve_features` (``k`` of them); ``window``: the
+    steps ``[0, window)`` they are computed on; ``detrend``: the detrending of the Hjorth
+    features; ``mean``, ``scale``, ``coef``: ``(k,)`` each, and ``intercept``: the model,
+    ``P(positive) = 1 / (1 + exp(-(((x - mean) / scale) . coef + intercept)))``;
+    ``threshold``: the probability at or above which a curve is predicted positive, the
+    ``1 - recall`` quantile of the training positives' probabilities; ``label``: what
+    positive means; ``meta``: provenance; ``training``: the fitted table (``X`` ``(n, k)``,
+    ``y`` ``(n,)``, and ``configs``, the run configs as dicts), kept so a fit can be
+    checked and repeated. Saved as JSON (:meth:`save`, :meth:`load`), never pickled.
+    """
+
+    features: tuple[str, ...]
+    window: int
+    detrend: str
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+    recall: float
+    label: str
+    meta: dict = field(default_factory=dict)
+    training: Optional[dict] = None
+
+    @classmethod
+    def fit(cls, X, y, features: Sequence[str], window: int, detrend: str, *, recall: float = 0.9,
+            C: float = 1.0, label: str = "positive", meta: Optional[dict] = None,
+            configs: Optional[Sequence[dict]] = None) -> "GrokPredictor":
+        """Fit on features ``X`` (``(n, k)``, columns named by ``features``, computed on
+        ``window`` steps with ``detrend``) and boolean labels ``y`` (``(n,)``), with
+        scikit-learn's L2 logistic regression (inverse strength ``C``) on standardized
+        columns. Raises ValueError on shapes that disagree, non-finite features, or a
+        class with fewer than 2 runs."""
+        from sklearn.linear_model import LogisticRegression
+
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=bool)
+        features = tuple(features)
+        if X.ndim != 2 or X.shape != (len(y), len(features)):
+            raise ValueError(f"X {X.shape} must be (runs, features) = ({len(y)}, {len(features)})")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X holds non-finite features")
+        if min(y.sum(), (~y).sum()) < 2:
+            raise ValueError(f"need at least 2 runs of each class, got {int(y.sum())} positive "
+                             f"and {int((~y).sum())} negative")
+        if not 0 < recall <= 1:
+            raise ValueError(f"recall must be in (0, 1], got {recall}")
+        unknown = set(features) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        model = LogisticRegression(C=C).fit((X - mean) / scale, y)
+        pred = cls(features, int(window), detrend, mean, scale, model.coef_[0].astype(np.float64),
+                   float(model.intercept_[0]), 0.0, float(recall), label, dict(meta or {}, C=C),
+                   {"X": X, "y": y, "configs": list(configs)} if configs is not None else {"X": X, "y": y})
+        threshold = float(np.quantile(pred._proba(X[y]), 1 - recall))
+        return dataclasses.replace(pred, threshold=threshold)
+
+    @classmethod
+    def fit_runs(cls, runs: Sequence, window: int = 200, features: Sequence[str] = LOSS_ONLY,
+                 detrend: str = "taper:0.02", *, recall: float = 0.9, min_ratio: float = 5.0,
+                 leave: float = 0.05, reach: float = 0.99, C: float = 1.0, meta: Optional[dict] = None
+                 ) -> "GrokPredictor":
+        """Fit on stored runs, labelled positive when their outcome
+        (:func:`grokbook.phases.run_outcome` with ``min_ratio``, ``leave``, ``reach``) is in
+        :data:`POSITIVE`. Runs that diverge inside the window are left out."""
+        from .phases import run_outcome
+
+        X, ok = feature_matrix(runs, window, features, detrend)
+        kept = [run for run, k in zip(runs, ok) if k]
+        y = np.array([run_outcome(run, min_ratio, leave, reach) in POSITIVE for run in kept])
+        label = (f"reaches validation accuracy {reach:g} within its budget (outcome groks or generalizes, "
+                 f"min_ratio {min_ratio:g})")
+        return cls.fit(X[ok], y, features, window, detrend, recall=recall, C=C, label=label,
+                       meta=dict(meta or {}, runs=len(kept), left_out=int((~ok).sum())),
+                       configs=[run.config.to_dict() for run in kept])
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def features_of(self, curves) -> np.ndarray:
+        """``(n_curves, k)``: the features of each training-loss curve (one curve ``(T,)``,
+        ``(n_curves, T)``, or a sequence of curves of any lengths ``>= window``). Only
+        loss features can come from a plain curve; use :meth:`predict_runs` otherwise."""
+        missing = [f for f in self.features if f not in LOSS_ONLY]
+        if missing:
+            raise ValueError(f"this predictor needs {missing}, which a loss curve alone does not give; "
+                             "score stored runs with predict_runs")
+        rows = []
+        for i, curve in enumerate(_as_curves(curves)):
+            try:
+                f = curve_features(curve, self.window, self.detrend)
+            except ValueError as err:
+                raise ValueError(f"curve {i}: {err}") from None
+            rows.append([f[k] for k in self.features])
+        return np.array(rows, dtype=np.float64).reshape(-1, len(self.features))
+
+    def predict_proba(self, curves) -> np.ndarray:
+        """``(n_curves,)``: the probability that each curve's run is positive (see ``label``),
+        from its first ``window`` steps only."""
+        return self._proba(self.features_of(curves))
+
+    def predict(self, curves) -> np.ndarray:
+        """``(n_curves,)`` booleans: probability at or above ``threshold``."""
+        return self.predict_proba(curves) >= self.threshold
+
+    def predict_runs(self, runs: Sequence) -> np.ndarray:
+        """``(n_runs,)`` probabilities of stored runs (any of :data:`FEATURES`)."""
+        X = np.array([[early_features(run, self.window, self.detrend)[k] for k in self.features] for run in runs])
+        return self._proba(X.reshape(-1, len(self.features)))
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (numbers and lists only)."""
+        out = {"format": _FORMAT, "features": list(self.features), "window": self.window,
+               "detrend": self.detrend, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+               "coef": self.coef.tolist(), "intercept": self.intercept, "threshold": self.threshold,
+               "recall": self.recall, "label": self.label, "meta": self.meta}
+        if self.training is not None:
+            out["training"] = {"X": self.training["X"].tolist(), "y": self.training["y"].astype(int).tolist(),
+                               **({"configs": self.training["configs"]} if "configs" in self.training else {})}
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> "GrokPredictor":
+        """The inverse of :meth:`to_json`; ValueError naming what is missing or malformed."""
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            raise ValueError(f"not a grokbook predictor (expected format {_FORMAT!r})")
+        try:
+            features = tuple(str(f) for f in d["features"])
+            k = len(features)
+            arrays = {n: np.asarray(d[n], dtype=np.float64) for n in ("mean", "scale", "coef")}
+            pred = cls(features, int(d["window"]), str(d["detrend"]), arrays["mean"], arrays["scale"],
+                       arrays["coef"], float(d["intercept"]), float(d["threshold"]), float(d["recall"]),
+                       str(d["label"]), dict(d.get("meta", {})))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"malformed predictor: {type(err).__name__}: {err}") from None
+        bad = [n for n, a in arrays.items() if a.shape != (k,) or not np.all(np.isfinite(a))]
+        if bad or not set(features) <= set(FEATURES) or not np.isfinite(pred.intercept):
+            raise ValueError(f"malformed predictor: {bad or 'unknown features or intercept'}")
+        if "training" in d:
+            t = d["training"]
+            training = {"X": np.asarray(t["X"], dtype=np.float64).reshape(-1, k),
+                        "y": np.asarray(t["y"], dtype=bool)}
+            if "configs" in t:
+                training["configs"] = list(t["configs"])
+            pred = dataclasses.replace(pred, training=training)
+        return pred
+
+    def save(self, path) -> None:
+        """Write as JSON, atomically."""
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_json(), f, indent=1)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path) -> "GrokPredictor":
+        """Read a predictor saved by :meth:`save`; ValueError if the file is not one."""
+        import json
+        from pathlib import Path
+
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read a predictor from {path}: {err}") from None
+        return cls.from_json(d)
+
+    @classmethod
+    def default(cls) -> "GrokPredictor":
+        """The predictor shipped with the package: :meth:`fit_runs` on :func:`book_sweep`
+        with the defaults; ``grokbook fit-predictor`` regenerates it."""
+        return cls.load(DEFAULT_PATH)
+
+
+def fit_default(store=None) -> GrokPredictor:
+    """Fit the default predictor: the runs of :func:`book_sweep` (trained through the
+    store if missing; about 12 minutes on a 2-core CPU) and :meth:`GrokPredictor.fit_runs`."""
+    from .sweeping import sweep
+
+    return GrokPredictor.fit_runs(sweep(book_sweep(), store=store),
+                                  meta={"fitted_on": "grokbook.predict.book_sweep()",
+                                        "command": "grokbook fit-predictor", "model": BOOK_MODEL})

@@ -1,11 +1,13 @@
 """The grokbook command: listing, validation before execution, clear errors."""
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grokbook import chapters
@@ -288,3 +290,51 @@ def test_run_device_reaches_the_kernel_through_the_environment(monkeypatch, caps
     with pytest.raises(SystemExit) as exit_:
         main(["run", "grokking", "--device", "tpu"])
     assert exit_.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def _write_curves(tmp_path):
+    """The same three curves as NPY (columns), CSV (header) and JSON (an object)."""
+    rng = np.random.default_rng(0)
+    curves = np.exp(-np.linspace(0, 4, 240))[:, None] * (1 + 0.1 * rng.random((240, 3)))
+    np.save(tmp_path / "c.npy", curves)
+    (tmp_path / "c.csv").write_text("a,b,c\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in curves))
+    (tmp_path / "c.json").write_text(json.dumps({k: curves[:, j].tolist() for j, k in enumerate("abc")}))
+    return curves
+
+
+def test_predict_reads_npy_csv_and_json_alike(tmp_path, capsys):
+    from grokbook.predict import GrokPredictor
+
+    curves = _write_curves(tmp_path)
+    expected = GrokPredictor.default().predict_proba(curves.T)
+    for name in ("c.npy", "c.csv", "c.json"):
+        assert main(["predict", "--json", str(tmp_path / name)]) == 0
+        results = json.loads(capsys.readouterr().out)
+        assert [r["probability"] for r in results] == pytest.approx(expected, abs=1e-12)
+        assert all(r["window"] == 200 and set(r["features"]) for r in results)
+    assert main(["predict", str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "a: P = " in out and "first 200 steps" in out and "log_paper_energy" in out
+
+
+@pytest.mark.parametrize("content, name, message", [
+    ("[1.0, 2.0, 3.0]", "short.json", "3 steps, fewer than the window of 200"),
+    (json.dumps([1.0] * 10 + [None] + [1.0] * 300).replace("null", "NaN"), "nan.json", "not finite at step 10"),
+    ("{broken", "bad.json", "cannot read"),
+    ("x", "curve.txt.gz", "unknown format"),
+    ("a,b\n1,oops\n", "words.csv", "not a list of numbers"),
+])
+def test_predict_errors_are_one_line_and_exit_2(content, name, message, tmp_path, capsys):
+    (tmp_path / name).write_text(content)
+    assert main(["predict", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_missing_file_and_bad_model(tmp_path, capsys):
+    _write_curves(tmp_path)
+    assert main(["predict", str(tmp_path / "none.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (tmp_path / "model.json").write_text("{}")
+    assert main(["predict", "--model", str(tmp_path / "model.json"), str(tmp_path / "c.npy")]) == 2
+    assert "not a grokbook predictor" in capsys.readouterr().err
