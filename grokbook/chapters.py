@@ -361,6 +361,35 @@ def _one_line(err: BaseException) -> str:
     return f"{ename}: {lines[0]}" if lines else ename
 
 
+@contextlib.contextmanager
+def _relay(path: Path, every_s: float = 0.2) -> Any:
+    """Copy the lines appended to ``path`` to stderr as they come (every ``every_s``
+    seconds) while the block runs, and the last ones when it ends."""
+    import threading
+
+    from tqdm import tqdm
+
+    path.touch()
+    stop = threading.Event()
+
+    def copy() -> None:
+        rest, last = "", False
+        with path.open() as f:
+            while not last:
+                last = stop.wait(every_s)  # once stopped, a last read: no line written before is lost
+                *lines, rest = (rest + f.read()).split("\n")
+                for line in lines:  # tqdm.write: around papermill's progress bar
+                    tqdm.write(line, file=sys.stderr)
+
+    thread = threading.Thread(target=copy, name="grokbook-notices", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: Optional[str] = None,
                 output: Optional[Path] = None, html: bool = False, root: Optional[Path] = None,
                 log_output: bool = False, scheduler: Optional[str] = None) -> Path:
@@ -373,7 +402,11 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     The notebook is written under a temporary name beside the output and renamed over
     it only on success: if the chapter fails, an existing output is kept, the failed
     notebook is left at ``<output stem>.failed.ipynb`` and :class:`ChapterError` says
-    the kernel's error and that path."""
+    the kernel's error and that path.
+
+    While it runs, the kernel's notices of the runs it needs and of their training
+    (``GROKBOOK_PROGRESS``, see :mod:`grokbook.sweeping`) are copied to stderr, with a bar
+    across the cells when stderr is a terminal."""
     import jupytext
     import papermill
 
@@ -393,14 +426,17 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
         raise ChapterError(f"cannot create the directory of output {output}: {err.strerror or err}") from None
     running = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
-    # read in the kernel: the sweeps' scheduler, and figures shown where they are made
-    kernel_env = _environ(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1")
     try:
-        with kernel_env, tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / f"{chapter.path.stem}.ipynb"
+        with tempfile.TemporaryDirectory() as tmp:
+            src, notices = Path(tmp) / f"{chapter.path.stem}.ipynb", Path(tmp) / "notices.log"
             jupytext.write(jupytext.read(chapter.path), src)
-            papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
-                                       kernel_name="python3", progress_bar=False, log_output=log_output)
+            # read in the kernel: the sweeps' scheduler, figures shown where they are made, and
+            # notices of the runs to train and of training (a file: the notebook stays clean)
+            with _environ(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1",
+                          GROKBOOK_PROGRESS=str(notices)), _relay(notices):
+                papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
+                                           kernel_name="python3", progress_bar=sys.stderr.isatty(),
+                                           log_output=log_output)
     except BaseException as err:
         kept = running.exists()
         if kept:

@@ -397,7 +397,10 @@ class RunStore:
         if the disk cannot hold the result."""
         if "device" in fit_kwargs:
             raise TypeError("get_or_train() takes no device: a store trains on its own, RunStore(device=...)")
+        from .sweeping import Progress, announce  # here: sweeping imports this module
+
         run = self.load(config)
+        announce([config], [] if run is not None else [[config]], self)
         if run is not None:
             return run
         with self._lock(config):
@@ -406,10 +409,12 @@ class RunStore:
                 return run
             self._check_space(stored_size_bytes(config))
             state = self._load_checkpoint(config)
+            progress = Progress(1, 1)
             run = fit(config, state=state, checkpoint=lambda s: self._save_checkpoint(config, s),
                       checkpoint_every_s=self.checkpoint_every_s,
                       checkpoint_every_steps=self.checkpoint_every_steps, device=self.device, **fit_kwargs)
             self._finish(run, f" resumed from step {state.step}" if state else "")
+            progress.update(1)
             return run
 
     def get_or_train_ensemble(self, configs: Sequence[RunConfig]) -> list[Run]:
