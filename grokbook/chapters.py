@@ -390,6 +390,21 @@ def _relay(path: Path, every_s: float = 0.2) -> Any:
         thread.join()
 
 
+def _record_runs(chapter: str, profile: Optional[str], params: dict[str, Any], log: list[str]) -> None:
+    """Record in the default run store the distinct runs of that store in ``log`` (the
+    JSON lines the store wrote to ``GROKBOOK_RUNS_LOG``), in order of first use, with the
+    profile and parameters the chapter ran with."""
+    from .store import RunStore
+
+    store = RunStore()
+    runs: dict[str, Any] = {}
+    for entry in map(json.loads, log):
+        if entry["store"] == str(store.root):
+            runs.setdefault(entry["hash"], entry["config"])
+    store.save_chapter_runs(chapter, {"chapter": chapter, "profile": profile, "parameters": params,
+                                      "runs": [{"hash": h, "config": c} for h, c in runs.items()]})
+
+
 def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: Optional[str] = None,
                 output: Optional[Path] = None, html: bool = False, root: Optional[Path] = None,
                 log_output: bool = False, scheduler: Optional[str] = None) -> Path:
@@ -406,7 +421,12 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
 
     While it runs, the kernel's notices of the runs it needs and of their training
     (``GROKBOOK_PROGRESS``, see :mod:`grokbook.sweeping`) are copied to stderr, with a bar
-    across the cells when stderr is a terminal."""
+    across the cells when stderr is a terminal.
+
+    The run store logs every run it gives the kernel (``GROKBOOK_RUNS_LOG``); if the
+    chapter succeeds, the distinct runs of the default store (``$GROKBOOK_HOME``) with
+    their configs are recorded there as ``chapters/<name>.json`` (see
+    :meth:`~grokbook.store.RunStore.save_chapter_runs`), for ``grokbook export <name>``."""
     import jupytext
     import papermill
 
@@ -429,14 +449,17 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src, notices = Path(tmp) / f"{chapter.path.stem}.ipynb", Path(tmp) / "notices.log"
+            used = Path(tmp) / "runs.log"
             jupytext.write(jupytext.read(chapter.path), src)
-            # read in the kernel: the sweeps' scheduler, figures shown where they are made, and
-            # notices of the runs to train and of training (a file: the notebook stays clean)
+            # read in the kernel: the sweeps' scheduler, figures shown where they are made,
+            # notices of the runs to train and of training (a file: the notebook stays clean),
+            # and where to log the runs the chapter uses
             with _environ(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1",
-                          GROKBOOK_PROGRESS=str(notices)), _relay(notices):
+                          GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices):
                 papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
                                            kernel_name="python3", progress_bar=sys.stderr.isatty(),
                                            log_output=log_output)
+            used_lines = used.read_text().splitlines() if used.exists() else []
     except BaseException as err:
         kept = running.exists()
         if kept:
@@ -447,6 +470,13 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
         raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
     running.write_text(json.dumps(render_glue(json.loads(running.read_text()))))
     os.replace(running, output)
+    from .store import StoreError  # here: it imports torch
+
+    try:
+        _record_runs(chapter.name, profile, params, used_lines)
+    except (OSError, StoreError) as err:
+        raise ChapterError(f"the notebook {output} was written, but the record of the runs it used "
+                           f"was not: {err}") from None
     if html:  # a standalone page: nbconvert embeds the figures as data URIs
         done = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)],
                               capture_output=True, text=True)

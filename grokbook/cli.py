@@ -1,4 +1,5 @@
-"""The ``grokbook`` command: list chapters, run one with new parameters, build the book."""
+"""The ``grokbook`` command: list chapters, run one with new parameters, export the runs it
+used, build the book."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_c
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .store import RunStore
 
 
 def _chapters(args: argparse.Namespace) -> int:
@@ -144,6 +147,71 @@ def _fit_predictor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_names(store: RunStore, what: str) -> list[str]:
+    """The stored runs to export for ``what``: the runs chapter ``what`` used (as its
+    record in the store lists them), else the one run whose name begins with ``what``."""
+    from .store import CorruptFile
+
+    stored = store.hashes()
+    if what in find_chapters():
+        try:
+            record = store.chapter_runs(what)
+            names = [str(r["hash"]) for r in record["runs"]] if record is not None else None
+        except (CorruptFile, ValueError, KeyError, TypeError) as err:
+            raise InputError(f"the record of chapter {what!r} in {store.root} cannot be read: {err}") from None
+        if names is None:
+            raise InputError(f"no record in {store.root} of the runs chapter {what!r} used: run `grokbook run "
+                             f"{what}` first (it trains nothing if the book was built with this store)")
+        if not names:
+            raise InputError(f"chapter {what!r} used no stored run")
+        gone = [h for h in names if h not in stored]
+        if gone:
+            raise InputError(f"{len(gone)} of the runs chapter {what!r} used are no longer in {store.root} (e.g. "
+                             f"{gone[0]}): run `grokbook run {what}` again")
+        return names
+    names = [what] if what in stored else [h for h in stored if h.startswith(what)]
+    if not names:
+        raise InputError(f"{what!r} is neither a chapter ({', '.join(find_chapters())}) nor a run in {store.root}")
+    if len(names) > 1:
+        raise InputError(f"{what!r} is ambiguous: {len(names)} stored runs begin with it ({', '.join(names[:3])}"
+                         f"{', ...' if len(names) > 3 else ''}); give more of the hash")
+    return names
+
+
+def _export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .store import RunStore
+
+    store = RunStore()
+    names = _export_names(store, args.target)
+    if args.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InputError("--format parquet needs pyarrow: pip install pyarrow") from None
+    out = Path(args.output or f"{args.target}_runs")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create the directory {out}: {err.strerror or err}") from None
+    frames = ["steps", "validation"] + ["snapshots"] * args.snapshots
+    index = []
+    for name in names:
+        run = store.load_hash(name)
+        if run is None:
+            raise InputError(f"the stored run {name} cannot be read")
+        index.append({"hash": name, **run.config.to_dict()})
+        for what in frames:  # DataFrame.to_csv or .to_parquet
+            getattr(run.to_frame(what), f"to_{args.format}")(out / f"{name}.{what}.{args.format}")
+    getattr(pd.DataFrame(index), f"to_{args.format}")(out / f"runs.{args.format}", index=False)
+    print(f"wrote {len(names)} run{'s' * (len(names) > 1)} to {out}: runs.{args.format} (one row per run: hash "
+          f"and config) and, per run, " + ", ".join(f"HASH.{w}.{args.format}" for w in frames))
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book_root()), "--warningiserror",
            "--keep-going"]
@@ -185,9 +253,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
     predict.set_defaults(func=_predict)
     fit = sub.add_parser("fit-predictor", help="regenerate the default predictor from the book's sweep "
-                         "(trains the sweep's 250 runs if the store lacks them: about 12 min on 2 cores)")
+                         "(trains the sweep's 420 runs if the store lacks them: about 20 min on 2 cores)")
     fit.add_argument("-o", "--output", default="default_predictor.json", help="where to write it")
     fit.set_defaults(func=_fit_predictor)
+    export = sub.add_parser("export", help="write stored runs as CSV or Parquet: those a chapter used when last "
+                            "run by `grokbook run`, or one run by its hash")
+    export.add_argument("target", metavar="RUN_OR_CHAPTER", help="a chapter, or a run's hash (or its first digits)")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                        help="file format (parquet needs pyarrow; default csv)")
+    export.add_argument("-o", "--output", metavar="DIR", help="where to write (default ./RUN_OR_CHAPTER_runs/)")
+    export.add_argument("--snapshots", action="store_true",
+                        help="also write each run's weight snapshots (one column per parameter: large)")
+    export.set_defaults(func=_export)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")
     build.add_argument("--all", action="store_true", help="rebuild every page")
     build.set_defaults(func=_build)

@@ -7,6 +7,7 @@ Layout under the store's root (``$GROKBOOK_HOME``, else the user cache directory
     runs/<hash>/checkpoint.bin  while training: the last TrainState, same framing
     runs/<hash>.lock            held while a process trains or repairs that run
     train.log                   one line per run trained, with its wall time
+    chapters/<chapter>.json     the runs a chapter used when last run by ``grokbook run``
 
 Nothing read from the store can execute code: runs and checkpoints are ``.npz``
 archives of plain arrays (read with ``allow_pickle=False``) and JSON; a file that holds
@@ -339,7 +340,24 @@ class RunStore:
         if run is not None and run.config != config:
             raise RuntimeError(f"{self._dir(config) / 'run.bin'} holds {run.config}, not {config}: "
                                "hash collision?")
+        if run is not None:
+            self._log_use(run)
         return run
+
+    def _log_use(self, run: Run) -> None:
+        """Append a JSON line naming ``run`` (and its store and config) to the file
+        ``$GROKBOOK_RUNS_LOG`` if set: :func:`grokbook.chapters.run_chapter` sets it to
+        learn which runs a chapter used."""
+        log = os.environ.get("GROKBOOK_RUNS_LOG")
+        if not log:
+            return
+        line = json.dumps({"hash": self.key(run.config), "store": str(self.root), "config": run.config.to_dict()})
+        # one write of an O_APPEND file: lines of concurrent processes do not interleave
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
 
     def __contains__(self, config: RunConfig) -> bool:
         return os.path.lexists(self._dir(config) / "run.bin")
@@ -371,6 +389,7 @@ class RunStore:
     def _finish(self, run: Run, note: str) -> None:
         """Store a run just trained and drop its checkpoint; if it cannot be stored,
         warn and keep the checkpoint (the caller still gets ``run``)."""
+        self._log_use(run)
         try:
             self.save(run, note)
         except OSError as err:
@@ -465,6 +484,44 @@ class RunStore:
                 continue
             if p.parent.name == self.key(config):  # a run of this store's device
                 yield config
+
+    def hashes(self) -> list[str]:
+        """Names of every stored finished run, sorted: ``<hash>`` for CPU runs,
+        ``<hash>-<device>`` for the others (see :meth:`key`)."""
+        return sorted(p.parent.name for p in (self.root / "runs").glob("*/run.bin"))
+
+    def load_hash(self, name: str) -> Optional[Run]:
+        """The stored run called ``name`` (one of :meth:`hashes`, of any device); None
+        if it is missing or fails its check (reported, left in place)."""
+        if name not in self.hashes():  # also refuses a name that is a path
+            return None
+        path = self.root / "runs" / name / "run.bin"
+        try:
+            run = _run_from_bytes(_read_checked(path))
+        except _READ_ERRORS as err:
+            warnings.warn(f"{path} cannot be read: {err}", CorruptRunWarning, stacklevel=2)
+            return None
+        if run.config.hash() != name.split("-")[0]:
+            warnings.warn(f"{path} holds the run {run.config.hash()}, not {name}", CorruptRunWarning, stacklevel=2)
+            return None
+        return run
+
+    def save_chapter_runs(self, chapter: str, record: dict[str, Any]) -> Path:
+        """Write ``record`` (JSON-able: the runs chapter ``chapter`` used) to
+        ``chapters/<chapter>.json``, atomically; returns that path."""
+        self._runs()  # the root, created private if missing
+        d = self.root / "chapters"
+        if d.is_symlink():
+            raise StoreError(f"{d} is a symbolic link: the store does not write through links")
+        d.mkdir(mode=0o700, exist_ok=True)
+        _write_atomic(d / f"{chapter}.json", json.dumps(record, indent=1, default=str).encode(), framed=False)
+        return d / f"{chapter}.json"
+
+    def chapter_runs(self, chapter: str) -> Optional[dict[str, Any]]:
+        """The record :meth:`save_chapter_runs` wrote for ``chapter``, or None if there
+        is none; ``CorruptFile`` (not a regular file) or ``ValueError`` (not JSON)."""
+        path = self.root / "chapters" / f"{chapter}.json"
+        return json.loads(_read_regular(path)) if os.path.lexists(path) else None
 
 
 def train(config: RunConfig, store: Optional[RunStore] = None, **kwargs: Any) -> Run:
