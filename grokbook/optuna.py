@@ -45,7 +45,7 @@ class GrokkingPruner(optuna.pruners.BasePruner):
         self.threshold = self.predictor.threshold if threshold is None else float(threshold)
         if not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
-        self._keep: dict[tuple[str, int], bool] = {}  # (study name, trial number) -> decision
+        self._keep: dict[tuple, bool] = {}  # (study name, trial number, its start) -> decision
 
     def probability(self, trial: optuna.trial.FrozenTrial) -> Optional[float]:
         """The predictor's probability for ``trial``, or None before it has reported
@@ -61,7 +61,7 @@ class GrokkingPruner(optuna.pruners.BasePruner):
         return float(self.predictor.predict_proba([values[s] for s in steps])[0])
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        key = (study.study_name, trial.number)
+        key = (study.study_name, trial.number, trial.datetime_start)
         if key not in self._keep:
             p = self.probability(trial)
             if p is None:
@@ -167,7 +167,8 @@ def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str
         value[trial.number] = float(run.val_acc[-1])
         return value[trial.number]
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed),
-                                pruner=pruner)
+    # a fixed name: Hyperband assigns trials to brackets by a hash of the study's name
+    study = optuna.create_study(study_name=f"grokbook-replay-{seed}", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
     study.optimize(objective, n_trials=n, catch=())
     return SearchResult(steps, pruned, value, budget)

@@ -351,7 +351,7 @@ POSITIVE = ("groks", "generalizes")
 #: The sweep of the spectral and predict chapters at their default parameters (the
 #: chapter tests check that the two agree): the model, and the grid with its seeds.
 BOOK_MODEL = dict(task="add", p=31, n_layers=1, d_model=32, n_heads=4, arch="book", layer_norm=False, steps=2000)
-BOOK_GRID = dict(lr=(0.005, 0.01, 0.015, 0.02, 0.03), weight_decay=(0.25, 0.5, 1.0, 1.5, 2.0),
+BOOK_GRID = dict(lr=(0.005, 0.0075, 0.01, 0.015, 0.02, 0.03), weight_decay=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0),
                  r=(0.4, 0.5, 0.6, 0.7, 0.8), seeds=(0, 1))
 _FORMAT = "grokbook.GrokPredictor/1"
 #: Where the default predictor ships (package data).
@@ -574,7 +574,7 @@ class GrokPredictor:
 
 def fit_default(store=None) -> GrokPredictor:
     """Fit the default predictor: the runs of :func:`book_sweep` (trained through the
-    store if missing; about 12 minutes on a 2-core CPU) and :meth:`GrokPredictor.fit_runs`."""
+    store if missing; about 20 minutes on a 2-core CPU) and :meth:`GrokPredictor.fit_runs`."""
     from .sweeping import sweep
 
     return GrokPredictor.fit_runs(sweep(book_sweep(), store=store),

@@ -125,7 +125,7 @@ def test_book_sweep_is_the_chapters_default_sweep():
             assert params[field] == BOOK_MODEL[field], (name, field)
         assert tuple(params["lrs"]) == BOOK_GRID["lr"] and tuple(params["weight_decays"]) == BOOK_GRID["weight_decay"]
         assert tuple(params["rs"]) == BOOK_GRID["r"] and tuple(params["seeds"]) == BOOK_GRID["seeds"]
-    assert len({c.hash() for c in book_sweep()}) == 250
+    assert len({c.hash() for c in book_sweep()}) == 420
 
 
 def test_default_predictor_is_regenerated_from_its_table_and_its_runs():

@@ -93,6 +93,10 @@ def test_replay_search_costs_the_steps_reported(tiny):
     compute, best = cut.best_so_far()
     assert compute == pytest.approx(np.cumsum([60, 11, 60, 11]) / 240)
     assert best[-1] == np.nanmax(cut.value[~cut.pruned])
+    # Hyperband's brackets hash the study's name: replays must agree with each other
+    hb = [replay_search(runs, optuna.pruners.HyperbandPruner(min_resource=5, max_resource=60), "val_acc", base,
+                        seed=5) for _ in range(2)]
+    assert hb[0].steps.tolist() == hb[1].steps.tolist()
     with pytest.raises(ValueError, match="not given"):
         replay_search([runs[1], *runs[1:]], optuna.pruners.NopPruner(), "val_acc", base, seed=5)  # trial 0's run is missing
 
