@@ -25,11 +25,13 @@ def _pip_requirements() -> dict[str, str]:
 def _conda_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     out = {}
-    for dep in env["dependencies"]:
-        if isinstance(dep, str):
-            name, spec = re.match(r"([A-Za-z0-9_.\-]+)(.*)", dep).groups()
-            if name not in ("python", "pip"):
-                out[name.lower()] = spec.replace(" ", "")
+    deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    # packages conda-forge lacks are installed by pip; "-e ." is the project itself
+    deps += [p for d in env["dependencies"] if isinstance(d, dict) for p in d.get("pip", []) if not p.startswith("-")]
+    for dep in deps:
+        name, spec = re.match(r"([A-Za-z0-9_.\-]+)(.*)", dep).groups()
+        if name not in ("python", "pip"):
+            out[name.lower()] = spec.replace(" ", "")
     return out
 
 

@@ -2,8 +2,12 @@
 meets it.
 
 Fails (exit 1) on: a broken internal link or image, an error or traceback in an output
-cell, or a figure that does not render (not loaded, or zero-size). Saves a full-page
-screenshot of every page to ``_build/screenshots/``.
+cell, a figure that does not render (not loaded, or zero-size), raw TeX left in the text
+once MathJax has typeset (or a formula MathJax could not typeset), and anything the page
+loads, or declares as a script, from outside the book. The browser reads the book
+offline: every request that leaves the book's own local server is blocked, so a
+formula that needs a CDN shows up as raw TeX. Saves a full-page screenshot of every
+page to ``_build/screenshots/``.
 
     python tests/browser/check_book.py [_build/html]
 
@@ -21,16 +25,51 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Route, sync_playwright
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-# In-page checks: images that did not load or have no size, and output cells that
+# TeX as a reader would see it when MathJax did not run: math delimiters, environments,
+# common macros, and $...$ spans (the source of a JavaScript regular expression).
+RAW_TEX = (r"\\[()\[\]]|\\(?:begin|end)\{|\\(?:frac|mathrm|mathbf|mathbb|mathcal|operatorname|text|"
+           r"sqrt|sum|prod|int|log|exp|cdot|times|le|ge|leq|geq|approx|sim|infty|partial|nabla|"
+           r"alpha|beta|gamma|delta|epsilon|eta|theta|lambda|mu|sigma|tau|omega)(?![A-Za-z])|"
+           r"\$[^$\s][^$\n]*?\$")
+# Where TeX is expected to stay as it is: code, and formulae that MathJax has typeset.
+NOT_PROSE = "pre, code, kbd, samp, script, style, textarea, mjx-container, .highlight"
+
+# In-page checks: raw TeX or MathJax errors once MathJax has typeset, scripts from
+# outside the book, images that did not load or have no size, and output cells that
 # show an error. myst-nb renders errors in `.output.error` / `.output.traceback`.
 PAGE_CHECKS = """
-() => {
+async ({notProse, rawTex}) => {
   const problems = [];
+  // MathJax typesets after its deferred script has run; wait for it (never for long).
+  // Offline with a CDN MathJax, window.MathJax is only Sphinx's config: nothing to wait for.
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) {
+    const failed = e => { problems.push(`MathJax failed: ${e}`); return true; };
+    const done = await Promise.race([mj.startup.promise.then(() => true, failed),
+                                     new Promise(ok => setTimeout(() => ok(false), 30000))]);
+    if (!done) problems.push('MathJax did not finish typesetting within 30 s');
+  }
+  for (const el of document.querySelectorAll('mjx-merror'))
+    problems.push(`MathJax error: ${el.getAttribute('data-mjx-error') || el.textContent.slice(0, 200)}`);
+  // Raw TeX: visible text outside code, and outside what MathJax has typeset.
+  const tex = new RegExp(rawTex);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const raw = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest(notProse) || !parent.checkVisibility()) continue;
+    if (node.textContent.match(tex)) raw.push(node.textContent.trim().slice(0, 80));
+  }
+  if (raw.length)
+    problems.push(`raw TeX in ${raw.length} places, e.g. ${JSON.stringify(raw.slice(0, 3))}`);
+  for (const s of document.querySelectorAll('script[src]'))
+    if (new URL(s.src, location.href).origin !== location.origin)
+      problems.push(`script from outside the book: ${s.getAttribute('src')}`);
   for (const img of document.querySelectorAll('main img, article img')) {
     const r = img.getBoundingClientRect();
     if (!img.complete || img.naturalWidth === 0 || r.width === 0 || r.height === 0)
@@ -43,7 +82,8 @@ PAGE_CHECKS = """
       problems.push(`traceback in output: ${el.innerText.slice(0, 200)}`);
   const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
   const images = [...document.querySelectorAll('img[src]')].map(i => i.getAttribute('src'));
-  return {problems, links, images};
+  const formulae = document.querySelectorAll('mjx-container').length;
+  return {problems, links, images, formulae};
 }
 """
 
@@ -92,15 +132,28 @@ def main(argv: list[str]) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         console_errors: list[str] = []
         page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+        # Offline: the book's own server answers, every other request is blocked.
+        blocked: list[str] = []
+
+        def offline(route: Route) -> None:
+            if route.request.url.startswith(base):
+                route.continue_()
+            else:
+                blocked.append(f"{route.request.resource_type} {route.request.url}")
+                route.abort("internetdisconnected")
+
+        page.route("**/*", offline)
         for path in pages:
             rel = path.relative_to(root).as_posix()
             console_errors.clear()
+            blocked.clear()
             response = page.goto(base + rel, wait_until="load")
             if response is None or not response.ok:
                 failures.append(f"{rel}: HTTP {response.status if response else 'no response'}")
                 continue
             page.wait_for_timeout(200)
-            result = page.evaluate(PAGE_CHECKS)
+            page.wait_for_load_state("load")  # the page a redirect (index.html) went on to
+            result = page.evaluate(PAGE_CHECKS, {"notProse": NOT_PROSE, "rawTex": RAW_TEX})
             for problem in result["problems"]:
                 failures.append(f"{rel}: {problem}")
             for ref in result["links"] + result["images"]:
@@ -112,9 +165,12 @@ def main(argv: list[str]) -> int:
             for err in console_errors:
                 if not any(known in err for known in KNOWN_JS_ERRORS):
                     failures.append(f"{rel}: JavaScript error: {err[:200]}")
+            for request in blocked:
+                failures.append(f"{rel}: needs the network (blocked): {request[:200]}")
             page.screenshot(path=str(shots / (rel.replace("/", "__").removesuffix(".html") + ".png")),
                             full_page=True)
-            print(f"checked {rel}: {len(result['images'])} images, {len(result['links'])} links")
+            print(f"checked {rel}: {len(result['images'])} images, {len(result['links'])} links, "
+                  f"{result['formulae']} formulae")
         browser.close()
     server.shutdown()
     for f in failures:
