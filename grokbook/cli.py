@@ -118,7 +118,7 @@ def _predict(args: argparse.Namespace) -> int:
             x = predictor.features_of(curve)[0]
         except ValueError as err:
             raise InputError(f"{name}: {str(err).removeprefix('curve 0: ')}") from None
-        prob = float(predictor._proba(x[None])[0])
+        prob = float(predictor.proba_from_features(x[None])[0])
         results.append({"curve": name, "probability": prob, "predicted": prob >= predictor.threshold,
                         "features": dict(zip(predictor.features, map(float, x))),
                         "window": predictor.window, "threshold": predictor.threshold})

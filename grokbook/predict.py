@@ -441,7 +441,7 @@ class GrokPredictor:
         pred = cls(features, int(window), detrend, mean, scale, model.coef_[0].astype(np.float64),
                    float(model.intercept_[0]), 0.0, float(recall), label, dict(meta or {}, C=C),
                    {"X": X, "y": y, "configs": list(configs)} if configs is not None else {"X": X, "y": y})
-        threshold = float(np.quantile(pred._proba(X[y]), 1 - recall))
+        threshold = float(np.quantile(pred.proba_from_features(X[y]), 1 - recall))
         return dataclasses.replace(pred, threshold=threshold)
 
     @classmethod
@@ -463,7 +463,8 @@ class GrokPredictor:
                        meta=dict(meta or {}, runs=len(kept), left_out=int((~ok).sum())),
                        configs=[run.config.to_dict() for run in kept])
 
-    def _proba(self, X: np.ndarray) -> np.ndarray:
+    def proba_from_features(self, X: np.ndarray) -> np.ndarray:
+        """``(n,)`` probabilities of features ``X`` (``(n, k)``, columns as ``features``)."""
         z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -487,7 +488,7 @@ class GrokPredictor:
     def predict_proba(self, curves) -> np.ndarray:
         """``(n_curves,)``: the probability that each curve's run is positive (see ``label``),
         from its first ``window`` steps only."""
-        return self._proba(self.features_of(curves))
+        return self.proba_from_features(self.features_of(curves))
 
     def predict(self, curves) -> np.ndarray:
         """``(n_curves,)`` booleans: probability at or above ``threshold``."""
@@ -496,7 +497,7 @@ class GrokPredictor:
     def predict_runs(self, runs: Sequence) -> np.ndarray:
         """``(n_runs,)`` probabilities of stored runs (any of :data:`FEATURES`)."""
         X = np.array([[early_features(run, self.window, self.detrend)[k] for k in self.features] for run in runs])
-        return self._proba(X.reshape(-1, len(self.features)))
+        return self.proba_from_features(X.reshape(-1, len(self.features)))
 
     def to_json(self) -> dict:
         """A JSON-ready dict (numbers and lists only)."""

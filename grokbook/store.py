@@ -493,9 +493,9 @@ class RunStore:
     def load_hash(self, name: str) -> Optional[Run]:
         """The stored run called ``name`` (one of :meth:`hashes`, of any device); None
         if it is missing or fails its check (reported, left in place)."""
-        if name not in self.hashes():  # also refuses a name that is a path
-            return None
         path = self.root / "runs" / name / "run.bin"
+        if not name or os.sep in name or name.startswith(".") or not os.path.lexists(path):  # a name, never a path
+            return None
         try:
             run = _run_from_bytes(_read_checked(path))
         except _READ_ERRORS as err:

@@ -67,8 +67,8 @@ def test_fit_matches_sklearn_pipeline_and_keeps_its_recall():
     pred = GrokPredictor.fit(X, y, names, window=50, detrend="taper:0.02", recall=0.9)
     ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0)).fit(X, y)
     X_new = _synthetic(40, seed=1)[0]
-    assert pred._proba(X_new) == pytest.approx(ref.predict_proba(X_new)[:, 1], abs=1e-10)
-    kept = (pred._proba(X[y]) >= pred.threshold).mean()
+    assert pred.proba_from_features(X_new) == pytest.approx(ref.predict_proba(X_new)[:, 1], abs=1e-10)
+    kept = (pred.proba_from_features(X[y]) >= pred.threshold).mean()
     assert 0.9 <= kept <= 0.9 + 2 / y.sum()
 
 
@@ -89,7 +89,7 @@ def test_save_load_round_trip_and_malformed_files(tmp_path):
     path = tmp_path / "p.json"
     pred.save(path)
     back = GrokPredictor.load(path)
-    assert back._proba(X) == pytest.approx(pred._proba(X), abs=0)
+    assert back.proba_from_features(X) == pytest.approx(pred.proba_from_features(X), abs=0)
     assert back.threshold == pred.threshold and back.features == pred.features
     assert np.array_equal(back.training["y"], y) and back.training["configs"][3] == {"i": 3}
     d = json.loads(path.read_text())
