@@ -177,10 +177,17 @@ class Run:
         idx = np.flatnonzero(self.snapshot_steps == step)
         if not len(idx):
             raise ValueError(f"no snapshot at step {step}; snapshots: {self.snapshot_steps.tolist()}")
+        return self.model_with(self.snapshots[idx[0]])
+
+    def model_with(self, weights: np.ndarray) -> nn.Module:
+        """The run's model with the flat ``weights`` ``(P,)`` (the layout of a snapshot,
+        e.g. from :func:`grokbook.training.replay_weights`)."""
         data = self.dataset()
         model = build_model(self.config, data.vocab_size, data.n_classes)
-        torch.nn.utils.vector_to_parameters(torch.from_numpy(self.snapshots[idx[0]].copy()),
-                                            model.parameters())
+        flat = torch.as_tensor(np.array(weights, dtype=np.float32))
+        if flat.shape != (sum(q.numel() for q in model.parameters()),):
+            raise ValueError(f"weights of shape {tuple(flat.shape)} do not fit this run's model")
+        torch.nn.utils.vector_to_parameters(flat, model.parameters())
         return model
 
     def to_frame(self, what: str = "steps") -> Any:

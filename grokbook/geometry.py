@@ -75,6 +75,55 @@ def random_walk(step_norms, dim: int, seed: int = 0, start: Optional[np.ndarray]
     return walk
 
 
+def drift_walk(snapshots, seed: int = 0) -> np.ndarray:
+    """A random walk with the trajectory's drift: the null for a trajectory that drifts.
+
+    ``snapshots``: ``(T, P)``, ``T >= 2``. Let ``u`` be the unit vector from the first
+    snapshot to the last. Step ``k`` of the walk keeps the component along ``u`` of the
+    run's step ``theta_{k+1} - theta_k`` exactly, and replaces the rest of the step by an
+    isotropic direction orthogonal to ``u`` of the same norm. So the walk has the run's
+    step norms and the run's progress along ``u`` at every snapshot (so the same drift);
+    only the sideways motion is random. Returns ``(T, P)``, starting at the first
+    snapshot.
+    """
+    x = _snapshots(snapshots, 2)
+    steps = np.diff(x, axis=0)
+    net = x[-1] - x[0]
+    length = np.linalg.norm(net)
+    if length == 0:
+        raise ValueError("the trajectory ends where it starts: it has no drift direction")
+    u = net / length
+    along = steps @ u
+    side = np.linalg.norm(steps - np.outer(along, u), axis=1)
+    rng = np.random.default_rng(seed)
+    walk = np.empty_like(x)
+    walk[0] = x[0]
+    for k in range(len(steps)):
+        d = rng.standard_normal(x.shape[1])
+        d -= (d @ u) * u
+        walk[k + 1] = walk[k] + along[k] * u + side[k] * d / np.linalg.norm(d)
+    return walk
+
+
+def shuffled_walk(snapshots, seed: int = 0) -> np.ndarray:
+    """The trajectory with its steps ``theta_{k+1} - theta_k`` in a random order.
+
+    ``snapshots``: ``(T, P)``. The same steps (so the same norms, the same drift and the
+    same end point), summed from the first snapshot in a permuted order: the null that
+    keeps every step and removes only their order. Returns ``(T, P)``.
+    """
+    x = _snapshots(snapshots, 2)
+    steps = np.diff(x, axis=0)
+    order = np.random.default_rng(seed).permutation(len(steps))
+    return np.concatenate([x[:1], x[0] + np.cumsum(steps[order], axis=0)])
+
+
+def planarity(snapshots, n_components: int = 2) -> float:
+    """Share of the trajectory's variance in its first ``n_components`` principal
+    components (:func:`trajectory_pca`), a number in [0, 1]."""
+    return float(trajectory_pca(snapshots, n_components).explained_variance_ratio[:n_components].sum())
+
+
 @dataclass(frozen=True)
 class TrajectoryPCA:
     """PCA of a trajectory.

@@ -13,7 +13,7 @@ on its device; nothing here changes the model.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -278,3 +278,24 @@ def gaussian_smooth(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, si
     g = np.asarray(grid, dtype=np.float64)[:, None]
     z = (g - np.asarray(nodes, dtype=np.float64)[None, :]) / sigma
     return (np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))) @ np.asarray(weights, np.float64)
+
+
+def resolved_negative(lmin: float, lmax: float, tol: float, factor: float = 3.0) -> bool:
+    """Whether a ``lambda_min`` from :func:`extreme_eigenvalues` at ``tol`` is negative
+    beyond the solver's resolution: ``lambda_min < -factor * tol * (lambda_max -
+    lambda_min)``. Closer to zero than a few ``tol`` widths it may be a zero eigenvalue
+    not yet resolved (see :func:`extreme_eigenvalues`)."""
+    if not (tol > 0 and factor > 0):
+        raise ValueError(f"tol and factor must be positive, got {tol!r} and {factor!r}")
+    return bool(lmin < -factor * tol * (lmax - lmin))
+
+
+def between_steps(events: Sequence[int], end: int) -> np.ndarray:
+    """The step halfway between each event and the next (the last one: halfway to
+    ``end``), rounded down: ``(len(events),)`` int. ``events`` sorted, below ``end``.
+    Where events are loss spikes, these are the quiet steps to compare them with."""
+    e = np.asarray(events, dtype=np.int64)
+    if e.ndim != 1 or np.any(np.diff(e) <= 0) or (len(e) and e[-1] >= end):
+        raise ValueError("events must be increasing steps below end")
+    nxt = np.append(e[1:], end)
+    return (e + nxt) // 2

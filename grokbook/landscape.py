@@ -236,3 +236,65 @@ def slice_1d_loop(model: nn.Module, params: Params, direction: torch.Tensor,
                 out[name]["loss"][i] = float(loss_fn(logits, y))
                 out[name]["acc"][i] = float(accuracy(logits[None], y)[0])
     return out
+
+
+def basin(alphas: Sequence[float], loss: Sequence[float]) -> tuple[bool, float]:
+    """Does a 1-D slice have its minimum at ``alpha = 0``, and how steep are its sides?
+
+    ``alphas``: ``(A,)`` increasing, containing 0; ``loss``: ``(A,)``. Returns
+    ``(min_at_centre, rise)``: whether the smallest loss is within one grid point of
+    ``alpha = 0``, and ``min(loss[0], loss[-1]) / loss(0)``, the factor by which the
+    lower of the two ends exceeds the centre (> 1 for a basin).
+    """
+    a, f = np.asarray(alphas, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    if a.shape != f.shape or a.ndim != 1:
+        raise ValueError(f"alphas and loss must be 1-D arrays of one length, got {a.shape} and {f.shape}")
+    centre = int(np.argmin(np.abs(a)))
+    if a[centre] != 0:
+        raise ValueError("alphas must contain 0 (the point the slice goes through)")
+    return abs(int(np.argmin(f)) - centre) <= 1, float(min(f[0], f[-1]) / f[centre])
+
+
+def level_stretch(alphas: Sequence[float], values: Sequence[float], level: float) -> float:
+    """Width in ``alpha`` of the stretch around ``alpha = 0`` where ``values >= level``.
+
+    ``alphas``: ``(A,)`` increasing, containing 0; ``values``: ``(A,)`` (e.g. training
+    accuracy along a slice). The stretch is the run of consecutive grid points through
+    ``alpha = 0`` at or above ``level``, measured from its first to its last point (a
+    single point has width 0, and so has a centre below ``level``); the true width is
+    between this and this plus two grid steps.
+    """
+    a, v = np.asarray(alphas, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if a.shape != v.shape or a.ndim != 1:
+        raise ValueError(f"alphas and values must be 1-D arrays of one length, got {a.shape} and {v.shape}")
+    centre = int(np.argmin(np.abs(a)))
+    if not v[centre] >= level:
+        return 0.0
+    lo = hi = centre
+    while lo > 0 and v[lo - 1] >= level:
+        lo -= 1
+    while hi < len(v) - 1 and v[hi + 1] >= level:
+        hi += 1
+    return float(a[hi] - a[lo])
+
+
+def segment_escape(seg: Slice, reach: float, low_loss: float) -> dict[str, float | bool]:
+    """Does the straight segment from ``theta_t`` (``alpha = 0``) to ``theta*``
+    (``alpha = 1``) leave the memorizing valley for a generalizing solution?
+
+    ``seg``: a :func:`slice_1d` result along the *unnormalized* direction
+    ``theta* - theta_t`` on ``alphas`` from 0 to 1, with ``"train"`` and ``"val"``
+    batches. Returns the training loss's maximum on the segment (nats), the training
+    accuracy's minimum, the validation loss's ratio start / end and the validation
+    accuracy's gain end - start, and the verdicts ``stays_fit`` (training accuracy
+    ``>= reach`` and training loss ``<= low_loss`` all along) and ``generalizes``
+    (validation loss at least 2x lower and accuracy at least 20 points higher at the end).
+    """
+    tr, va = seg["train"], seg["val"]
+    out: dict[str, float | bool] = {
+        "train_loss_max": float(np.max(tr["loss"])), "train_acc_min": float(np.min(tr["acc"])),
+        "val_loss_ratio": float(va["loss"][0] / va["loss"][-1]),
+        "val_acc_gain": float(va["acc"][-1] - va["acc"][0])}
+    out["stays_fit"] = bool(out["train_acc_min"] >= reach and out["train_loss_max"] <= low_loss)
+    out["generalizes"] = bool(out["val_loss_ratio"] >= 2 and out["val_acc_gain"] >= 0.2)
+    return out

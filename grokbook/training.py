@@ -7,8 +7,9 @@ an ensemble of any size, so the store keeps one run per configuration whoever tr
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .config import RunConfig
@@ -45,3 +46,43 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
     finally:
         bar.close()
     return run
+
+
+def replay_weights(configs: Sequence[RunConfig], at: Iterable[int], *,
+                   device: Optional[torch.device | str] = None) -> list[dict[int, np.ndarray]]:
+    """The weights of runs at chosen steps, by training them again.
+
+    A run keeps its weights only at its snapshot steps; to look at it anywhere else
+    (say at a loss spike found after training), ``configs`` (equal
+    :func:`~grokbook.core.stack_key`, trained together) are replayed from scratch, and
+    their flat weights ``(P,)`` (float32, the layout of ``Run.snapshots``) are kept
+    after each step in ``at``. Training is deterministic on the CPU, so the replay
+    passes through exactly the stored run's weights (a snapshot step in ``at`` gives the
+    snapshot back). Returns one ``{step: weights}`` per config. Costs one training of
+    the configs up to the last step in ``at``.
+    """
+    wanted = sorted({int(s) for s in at})
+    if not wanted:
+        return [{} for _ in configs]
+    if wanted[0] < 0 or any(wanted[-1] > c.steps for c in configs):
+        raise ValueError(f"steps to replay must lie in [0, steps], got {wanted[0]}..{wanted[-1]}")
+    out: list[dict[int, np.ndarray]] = [{} for _ in configs]
+    keep = set(wanted)
+
+    def grab(rows: list[TrainState]) -> None:
+        for i, state in enumerate(rows):
+            if 0 in keep and 0 not in out[i]:
+                out[i][0] = state.theta0.numpy().astype(np.float32)
+            if state.step in keep:
+                out[i][state.step] = state.flat.numpy().astype(np.float32)
+
+    # Nothing in a step depends on the step budget, so the replay stops at the last step
+    # wanted; that step is not checkpointed, and is read from the replay's last snapshot.
+    last = max(wanted[-1], 1)
+    runs = train_core([c.replace(steps=last) for c in configs], checkpoint=grab,
+                      checkpoint_every_s=float("inf"), checkpoint_every_steps=1, device=device)
+    for i, run in enumerate(runs):
+        out[i][last] = run.snapshots[-1]
+        if last not in keep:
+            del out[i][last]
+    return out

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from grokbook.geometry import TrajectoryPCA, cosine_series, random_walk, trajectory_pca
+from grokbook.geometry import (TrajectoryPCA, cosine_series, drift_walk, planarity, random_walk,
+                               shuffled_walk, trajectory_pca)
 
 
 def test_cosine_series_hand_made():
@@ -104,3 +105,47 @@ def test_principal_components_against_covariance_eigh():
     ang = np.linspace(0, 2 * np.pi, 31, endpoint=False)
     circle = np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], 1) @ rng.normal(size=(3, 8))
     assert principal_components(circle, 2)[1].sum() == pytest.approx(1.0)
+
+
+def _drifting_trajectory(t=40, p=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.normal(size=(t, p)) * 0.1 + 0.05, axis=0)
+
+
+def test_drift_walk_keeps_step_norms_drift_and_end_point():
+    x = _drifting_trajectory()
+    w = drift_walk(x, seed=3)
+    u = (x[-1] - x[0]) / np.linalg.norm(x[-1] - x[0])
+    np.testing.assert_allclose(np.linalg.norm(np.diff(w, axis=0), axis=1),
+                               np.linalg.norm(np.diff(x, axis=0), axis=1), rtol=1e-10)
+    np.testing.assert_allclose(w @ u, x @ u, rtol=1e-10)  # progress along the drift, snapshot by snapshot
+    np.testing.assert_allclose(w[0], x[0])
+    assert not np.allclose(w, x)
+
+
+def test_drift_walk_of_a_straight_line_is_the_line():
+    x = np.outer(np.arange(10.0) ** 2, np.ones(50))  # all steps along one direction
+    np.testing.assert_allclose(drift_walk(x, seed=1), x, atol=1e-12)
+    with pytest.raises(ValueError, match="no drift"):
+        drift_walk(np.zeros((5, 3)))
+
+
+def test_shuffled_walk_is_a_permutation_of_the_steps():
+    x = _drifting_trajectory(t=25, p=20)
+    w = shuffled_walk(x, seed=2)
+    steps, wsteps = np.diff(x, axis=0), np.diff(w, axis=0)
+    key = lambda s: s[np.lexsort(s.T[::-1])]
+    np.testing.assert_allclose(key(wsteps), key(steps), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w[-1], x[-1], rtol=1e-12)
+    assert not np.allclose(w, x)
+
+
+def test_planarity_closed_form():
+    # three centred, mutually orthogonal coordinate series with norms 3, 2 and 1
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(30, 3)))
+    q -= q.mean(axis=0)
+    q, _ = np.linalg.qr(q)  # orthonormal and (being in the span of centred columns) centred
+    x = np.zeros((30, 7))
+    x[:, 1], x[:, 4], x[:, 6] = 3 * q[:, 0], 2 * q[:, 1], 1 * q[:, 2]
+    assert planarity(x, 2) == pytest.approx(13 / 14, rel=1e-10)
+    assert planarity(x, 1) == pytest.approx(9 / 14, rel=1e-10)

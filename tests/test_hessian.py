@@ -12,8 +12,8 @@ from torch.func import functional_call
 
 import grokbook.hessian as hessian
 from grokbook.config import RunConfig
-from grokbook.hessian import (condition_ratio, extreme_eigenvalues, gaussian_smooth, hvp,
-                              hutchinson_trace, kappa_plus, make_hvp, slq_density)
+from grokbook.hessian import (between_steps, condition_ratio, extreme_eigenvalues, gaussian_smooth, hvp,
+                              hutchinson_trace, kappa_plus, make_hvp, resolved_negative, slq_density)
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
 
@@ -231,3 +231,22 @@ def test_gaussian_smooth_integrates_to_total_weight():
     assert np.trapezoid(dens, grid) == pytest.approx(1.0, rel=1e-6)
     assert dens[np.argmin(np.abs(grid))] == pytest.approx(0.5 / (0.1 * np.sqrt(2 * np.pi)),
                                                           rel=1e-3)
+
+
+def test_resolved_negative_threshold():
+    # width 1.0 + 0.01 = 1.01; threshold -3 * 1e-3 * width
+    assert resolved_negative(-0.01, 1.0, tol=1e-3)
+    assert not resolved_negative(-0.002, 1.0, tol=1e-3)  # within 3 tol-widths of zero
+    assert resolved_negative(-0.002, 1.0, tol=1e-3, factor=1.0)
+    assert not resolved_negative(0.1, 1.0, tol=1e-3)
+    with pytest.raises(ValueError):
+        resolved_negative(-1.0, 1.0, tol=0.0)
+
+
+def test_between_steps_midpoints():
+    np.testing.assert_array_equal(between_steps([100, 300, 310], 1000), [200, 305, 655])
+    assert between_steps([], 50).shape == (0,)
+    with pytest.raises(ValueError, match="increasing"):
+        between_steps([300, 100], 1000)
+    with pytest.raises(ValueError, match="below end"):
+        between_steps([100, 1000], 1000)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from grokbook.config import RunConfig
-from grokbook.landscape import (direction_to, filter_normalize, flat_params, random_direction,
+from grokbook.landscape import (basin, direction_to, filter_normalize, flat_params, level_stretch,
+                                random_direction, segment_escape,
                                 slice_1d, slice_1d_loop, slice_2d, update_direction)
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
@@ -198,3 +199,35 @@ def test_bad_arguments(tiny):
         slice_1d(model, theta, theta, [0.0], batches, method="fast")
     with pytest.raises(ValueError, match="entries"):
         slice_1d(model, theta[:-1], theta[:-1], [0.0], batches)
+
+
+def test_basin_on_a_parabola_and_a_slope():
+    a = np.linspace(-1, 1, 21)
+    ok, rise = basin(a, 1 + 3 * a**2)
+    assert ok and rise == pytest.approx(4.0)
+    ok, rise = basin(a, np.exp(a))  # minimum at the left end, not at 0
+    assert not ok and rise == pytest.approx(np.exp(-1))
+    with pytest.raises(ValueError, match="contain 0"):
+        basin(np.linspace(-1, 1, 20), np.ones(20))
+
+
+def test_level_stretch_counts_only_the_run_through_zero():
+    a = np.linspace(-1, 1, 41)  # step 0.05
+    acc = np.where(np.abs(a) <= 0.3 + 1e-9, 1.0, 0.5)
+    acc[0] = 1.0  # an isolated point far out does not join the stretch
+    assert level_stretch(a, acc, 0.99) == pytest.approx(0.6)
+    assert level_stretch(a, np.where(a == 0, 0.5, 1.0), 0.99) == 0.0
+
+
+def test_segment_escape_on_hand_made_segments():
+    a = np.linspace(0, 1, 11)
+    good = {"train": {"loss": 0.01 + 0.02 * a * (1 - a), "acc": np.ones(11)},
+            "val": {"loss": 3 - 2.9 * a, "acc": 0.1 + 0.9 * a}}
+    out = segment_escape(good, reach=0.99, low_loss=0.1)
+    assert out["stays_fit"] and out["generalizes"]
+    assert out["train_loss_max"] == pytest.approx(0.015) and out["val_loss_ratio"] == pytest.approx(30)
+    barrier = {**good, "train": {"loss": 0.01 + 12 * a * (1 - a), "acc": 1 - 0.8 * a * (1 - a)}}
+    out = segment_escape(barrier, reach=0.99, low_loss=0.1)
+    assert not out["stays_fit"] and out["train_acc_min"] == pytest.approx(0.8)
+    flat_val = {**good, "val": {"loss": np.full(11, 2.0), "acc": np.full(11, 0.3)}}
+    assert not segment_escape(flat_val, reach=0.99, low_loss=0.1)["generalizes"]

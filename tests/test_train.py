@@ -9,7 +9,7 @@ from grokbook import RunConfig, train
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
 from grokbook.core import METRICS, snapshot_schedule, validation_schedule
-from grokbook.training import fit
+from grokbook.training import fit, replay_weights
 
 
 def reference_loop(cfg: RunConfig):
@@ -194,3 +194,29 @@ def test_grokbook_device_chooses_and_checks_the_device(monkeypatch):
     monkeypatch.delenv("GROKBOOK_DEVICE")
     assert default_device().type == ("cuda" if torch.cuda.is_available() else
                                      "mps" if torch.backends.mps.is_available() else "cpu")
+
+
+def test_replay_weights_passes_through_the_stored_snapshots():
+    base = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=50, n_snapshots=8)
+    configs = [base, base.replace(seed=1, weight_decay=0.3)]
+    runs = [fit(c, progress=False) for c in configs]
+    snap_steps = [int(s) for s in runs[0].snapshot_steps]
+    between = [s + 1 for s in snap_steps[1:-1] if s + 1 not in snap_steps]
+    at = snap_steps[:-1] + between  # not the last step: the replay stops early
+    replayed = replay_weights(configs, at)
+    for run, got in zip(runs, replayed):
+        assert sorted(got) == sorted(set(at))
+        for k, s in enumerate(run.snapshot_steps[:-1]):  # bit-identical, alone or stacked
+            np.testing.assert_array_equal(got[int(s)], run.snapshots[k])
+        for s in between:  # weights off the snapshot grid: between their neighbours, not on them
+            assert got[s].dtype == np.float32 and not np.array_equal(got[s], got[s - 1])
+    for run, got in zip(runs, replay_weights(configs, [50])):  # the last step, from the replay's run
+        np.testing.assert_array_equal(got[50], run.snapshots[-1])
+    model = runs[0].model_with(replayed[0][snap_steps[1]])  # the run's model on replayed weights
+    for a, b in zip(model.parameters(), runs[0].model_at(snap_steps[1]).parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        runs[0].model_with(np.zeros(3))
+    assert replay_weights(configs, [])[0] == {}
+    with pytest.raises(ValueError, match="steps to replay"):
+        replay_weights(configs, [51])
