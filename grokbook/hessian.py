@@ -290,12 +290,11 @@ def resolved_negative(lmin: float, lmax: float, tol: float, factor: float = 3.0)
     return bool(lmin < -factor * tol * (lmax - lmin))
 
 
-def between_steps(events: Sequence[int], end: int) -> np.ndarray:
-    """The step halfway between each event and the next (the last one: halfway to
-    ``end``), rounded down: ``(len(events),)`` int. ``events`` sorted, below ``end``.
-    Where events are loss spikes, these are the quiet steps to compare them with."""
+def between_steps(events: Sequence[int]) -> np.ndarray:
+    """The step halfway between each event and the next, rounded down:
+    ``(len(events) - 1,)`` int, for increasing ``events``. Where events are loss
+    spikes, these are the quiet steps to compare them with."""
     e = np.asarray(events, dtype=np.int64)
-    if e.ndim != 1 or np.any(np.diff(e) <= 0) or (len(e) and e[-1] >= end):
-        raise ValueError("events must be increasing steps below end")
-    nxt = np.append(e[1:], end)
-    return (e + nxt) // 2
+    if e.ndim != 1 or np.any(np.diff(e) <= 0):
+        raise ValueError("events must be increasing steps")
+    return (e[:-1] + e[1:]) // 2

@@ -206,6 +206,7 @@ def test_basin_on_a_parabola_and_a_slope():
     ok, rise = basin(a, 1 + 3 * a**2)
     assert ok and rise == pytest.approx(4.0)
     ok, rise = basin(a, np.exp(a))  # minimum at the left end, not at 0
+    assert basin(np.linspace(-1, 1, 41, dtype=np.float32), 1 + np.linspace(-1, 1, 41) ** 2)[0]  # "0" is ~1e-8
     assert not ok and rise == pytest.approx(np.exp(-1))
     with pytest.raises(ValueError, match="contain 0"):
         basin(np.linspace(-1, 1, 20), np.ones(20))
