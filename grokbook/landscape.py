@@ -238,6 +238,14 @@ def slice_1d_loop(model: nn.Module, params: Params, direction: torch.Tensor,
     return out
 
 
+def _centre(alphas: np.ndarray) -> int:
+    """Index of ``alpha = 0`` in a slice's grid (float32 linspace puts "0" at ~1e-8)."""
+    centre = int(np.argmin(np.abs(alphas)))
+    if abs(alphas[centre]) > 1e-6 * np.abs(alphas).max():
+        raise ValueError("alphas must contain 0 (the point the slice goes through)")
+    return centre
+
+
 def basin(alphas: Sequence[float], loss: Sequence[float]) -> tuple[bool, float]:
     """Does a 1-D slice have its minimum at ``alpha = 0``, and how steep are its sides?
 
@@ -249,9 +257,7 @@ def basin(alphas: Sequence[float], loss: Sequence[float]) -> tuple[bool, float]:
     a, f = np.asarray(alphas, dtype=np.float64), np.asarray(loss, dtype=np.float64)
     if a.shape != f.shape or a.ndim != 1:
         raise ValueError(f"alphas and loss must be 1-D arrays of one length, got {a.shape} and {f.shape}")
-    centre = int(np.argmin(np.abs(a)))
-    if abs(a[centre]) > 1e-6 * np.abs(a).max():  # float32 linspace puts "0" at ~1e-8
-        raise ValueError("alphas must contain 0 (the point the slice goes through)")
+    centre = _centre(a)
     return abs(int(np.argmin(f)) - centre) <= 1, float(min(f[0], f[-1]) / f[centre])
 
 
@@ -267,7 +273,7 @@ def level_stretch(alphas: Sequence[float], values: Sequence[float], level: float
     a, v = np.asarray(alphas, dtype=np.float64), np.asarray(values, dtype=np.float64)
     if a.shape != v.shape or a.ndim != 1:
         raise ValueError(f"alphas and values must be 1-D arrays of one length, got {a.shape} and {v.shape}")
-    centre = int(np.argmin(np.abs(a)))
+    centre = _centre(a)
     if not v[centre] >= level:
         return 0.0
     lo = hi = centre

@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .config import RunConfig
+from .phases import PhaseTimes, is_grokking
 
 
 def norm_grid(lo: float, hi: float, n: int) -> np.ndarray:
@@ -267,8 +268,7 @@ def grokking_like(t2: Optional[int], t_gen: Optional[int], val_at_t2: float, min
     validation target is reached (``t_gen``) at least ``min_ratio`` times later
     (``t_gen >= min_ratio * max(t2, 1)``), and validation accuracy at ``t2`` is at most
     ``max_val_at_t2`` (validation had not risen with training)."""
-    return bool(t2 is not None and t_gen is not None and t_gen >= min_ratio * max(t2, 1)
-                and val_at_t2 <= max_val_at_t2)
+    return bool(is_grokking(PhaseTimes(None, t2, None, t_gen), min_ratio) and val_at_t2 <= max_val_at_t2)
 
 
 def run_config_of(values: dict) -> RunConfig:
