@@ -279,6 +279,26 @@ def _rows_norm(a: torch.Tensor) -> torch.Tensor:
     return _rows_dot(a, a).sqrt()
 
 
+@functools.cache
+def _keep_freed_memory() -> None:
+    """Ask glibc's allocator to keep freed blocks of up to 32 MiB for reuse instead of
+    returning them to the system. By default every buffer over 128 KiB is a fresh
+    ``mmap``, so each step's activations page-fault in anew: measured on the spectral
+    chapter's ensembles, 2.7x the page faults and twice the system time. A no-op where
+    the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
+
+
 class Core:
     """The stacked training state of ``configs`` (equal :func:`stack_key`), from
     scratch or from ``states`` (one per config, all of the same step)."""
@@ -289,6 +309,7 @@ class Core:
             raise ValueError("configs trained together must differ only in " + ", ".join(VARYING))
         self.configs = list(configs)
         c0, n = configs[0], len(configs)
+        _keep_freed_memory()
         self.c0, self.dev = c0, torch.device(device) if device is not None else default_device()
         dev = self.dev
         data = make_dataset(c0)

@@ -27,6 +27,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return y if bias is None else y + bias
 
 
+def gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` ``(R, d)`` at ``idx`` (any shape), ``idx.shape + (d,)``.
+
+    ``index_select``, whose backward sums the rows in a fixed order whatever the threads
+    and whose output keeps ``torch.vmap``'s batch dimension outermost. ``table[idx]``
+    sums them in an order that depends on the thread count; ``F.embedding`` moves the
+    batch dimension inside, after which the reductions of later backward passes (a bias
+    gradient) round differently in an ensemble than alone."""
+    return table.index_select(0, idx.flatten()).view(*idx.shape, table.shape[-1])
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and initialisation) computed by :func:`linear`."""
 
@@ -47,24 +58,37 @@ class CausalSelfAttention(nn.Module):
         self.qkv = Linear(d_model, 3 * d_model)
         self.out = Linear(d_model, d_model)
 
-    def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """``h``: ``(N, T, d)`` -> ``(N, T, d)``, or ``(N, 1, d)`` for the last query only."""
-        n, t, d = h.shape
+    def forward(self, h: torch.Tensor, last_only: bool = False,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``h``: ``(N, T, d)`` -> ``(N, T, d)``, or ``(N, 1, d)`` for the last query only.
+
+        With ``idx`` ``(N, T)``, ``h`` is a table ``(R, d)`` and the sequences are
+        ``h[idx]``: the projections are computed on the R rows of the table and then
+        gathered, which is cheaper when R is smaller than ``N * T``."""
+        w, b = self.qkv.weight, self.qkv.bias
+        d = w.shape[1]
         heads, d_head = self.n_heads, d // self.n_heads
+        if idx is None:
+            n, t = h.shape[:2]
+            project = lambda rows, sl: linear(rows, w[sl], b[sl])
+            last, every = h[:, -1], h
+        else:
+            n, t = idx.shape
+            project = lambda rows, sl: gather(linear(h, w[sl], b[sl]), rows)
+            last, every = idx[:, -1], idx
         if last_only:
             # Only the last query is read and it attends to every position, so no mask;
             # project it alone, and form its T scores and the weighted sum of values
             # elementwise: per example these are (1 x d_head) @ (d_head x T) products,
             # which as batched matmuls cost a transposed copy and a tiny GEMM each.
-            w, b = self.qkv.weight, self.qkv.bias
-            q = linear(h[:, -1], w[:d], b[:d]).view(n, 1, heads, d_head)
-            k, v = linear(h, w[d:], b[d:]).view(n, t, 2, heads, d_head).unbind(2)
-            att = ((q * k).sum(-1) / math.sqrt(d_head)).softmax(1)  # (n, t, heads)
-            return self.out((att[..., None] * v).sum(1).reshape(n, 1, d))
-        q, k, v = self.qkv(h).view(n, t, 3, heads, d_head).unbind(2)
+            q = project(last, slice(0, d))[:, None]                  # (n, 1, d)
+            k, v = project(every, slice(d, 2 * d)), project(every, slice(2 * d, None))  # (n, t, d)
+            att = ((q * k).view(n, t, heads, d_head).sum(-1) / math.sqrt(d_head)).softmax(1)  # (n, t, heads)
+            return self.out((att[..., None] * v.view(n, t, heads, d_head)).sum(1).view(n, 1, d))
+        q, k, v = project(every, slice(None)).view(n, t, 3, heads, d_head).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (n, heads, t, d_head)
         scores = q @ k.transpose(-1, -2) / math.sqrt(d_head)
-        mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+        mask = torch.ones(t, t, dtype=torch.bool, device=scores.device).triu(1)
         att = scores.masked_fill(mask, float("-inf")).softmax(-1)
         return self.out((att @ v).transpose(1, 2).reshape(n, t, d))
 
@@ -80,11 +104,18 @@ class Block(nn.Module):
         self.ln2 = norm()
         self.mlp = nn.Sequential(Linear(d_model, hidden), nn.ReLU(), Linear(hidden, d_model))
 
-    def forward(self, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, last_only: bool = False,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, T, d)`` -> ``(N, T, d)``; with ``last_only`` only the last position is
-        computed, ``(N, 1, d)``, which is all the read-out needs from the final block."""
-        a = self.attn(self.ln1(h), last_only)
-        h = (h[:, -1:] if last_only else h) + a
+        computed, ``(N, 1, d)``, which is all the read-out needs from the final block.
+        With ``idx`` ``(N, T)``, ``h`` is a table ``(R, d)`` and the input is ``h[idx]``
+        (see :meth:`CausalSelfAttention.forward`)."""
+        a = self.attn(self.ln1(h), last_only, idx)
+        if idx is not None:
+            h = gather(h, idx[:, -1:] if last_only else idx)
+        else:
+            h = h[:, -1:] if last_only else h
+        h = h + a
         return h + self.mlp(self.ln2(h))
 
 
@@ -103,9 +134,16 @@ class Transformer(nn.Module):
         self.unembed = Linear(d_model, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x) + self.pos[: x.shape[1]]
-        for i, block in enumerate(self.blocks):
-            h = block(h, last_only=i == len(self.blocks) - 1)
+        # The first block's work before attention depends only on each token and its
+        # position, so it is done once per (token, position) pair, V*T rows, and gathered:
+        # for the book's tasks far fewer rows than the N*T tokens of a batch.
+        t = x.shape[1]
+        table = (self.embed.weight[:, None] + self.pos[:t]).flatten(0, 1)  # (V*T, d)
+        idx = x * t + torch.arange(t, device=x.device)                    # rows of table
+        last = len(self.blocks) - 1
+        h = self.blocks[0](table, last_only=last == 0, idx=idx)
+        for block in self.blocks[1:]:
+            h = block(h, last_only=block is self.blocks[last])
         return self.unembed(self.ln_f(h[:, -1]))
 
 

@@ -137,11 +137,13 @@ def test_digits_mlp_with_mse_learns(tiny):
     assert run.val_acc[-1] > 0.5  # ten classes: chance is 0.1
 
 
-def test_last_block_computes_only_the_answer_position_exactly(float64):
-    """The final block's shortcut (only the last query) against a plain causal
-    transformer written out independently: full attention at every position, then the
-    answer read at the last one."""
-    config = RunConfig(p=11, n_layers=2, d_model=16, n_heads=2, layer_norm=True)
+@pytest.mark.parametrize("n_layers, layer_norm", [(2, True), (1, True), (1, False), (3, False)])
+def test_the_models_shortcuts_compute_the_plain_transformer_exactly(float64, n_layers, layer_norm):
+    """The model's two shortcuts (the first block's projections computed once per
+    (token, position) pair and gathered; only the last query in the final block)
+    against a plain causal transformer written out independently: every token's
+    projections, full attention at every position, then the answer read at the last one."""
+    config = RunConfig(p=11, n_layers=n_layers, d_model=16, n_heads=2, layer_norm=layer_norm)
     model = build_model(config, 13, 11)
     x = make_dataset(config).train_x[:20]
 
