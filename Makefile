@@ -34,7 +34,7 @@ check-book: setup
 	$(PY) tests/browser/check_book.py _build/html
 
 benchmark: setup
-	$(PY) benchmarks/trainer_speed.py
+	$(PY) benchmarks/all.py
 
 clean:
 	rm -rf _build

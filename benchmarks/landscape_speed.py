@@ -23,6 +23,7 @@ import grokbook.hessian as hessian
 from grokbook import RunConfig
 from grokbook.landscape import filter_normalize, flat_params, random_direction, slice_1d, slice_1d_loop
 from grokbook.store import RunStore
+from all import record
 
 
 def counting_hvp(counter: list[int]):
@@ -97,6 +98,8 @@ def main() -> None:
     loop = times["reference loop"]
     print(f"1-D slice, 21 points, chapter-1 model ({len(data.train_y)} + {len(data.val_y)} examples), "
           "best of 5: " + ", ".join(f"{k} {t:.2f} s (loop / it {loop / t:.2f})" for k, t in times.items()))
+    for k in ("vmap (chunk 8)", "default (auto)"):
+        record("landscape", f"1-D slice, {k}", loop / times[k], "reference loop's time / its time (>1: faster)")
 
 
 if __name__ == "__main__":

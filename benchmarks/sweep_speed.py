@@ -41,12 +41,15 @@ from grokbook.chapters import get_chapter
 from grokbook.ensemble import fit_ensemble
 from grokbook.sweeping import _ensemble_groups
 from grokbook.training import fit
+from all import record
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The child that times the baseline: the configurations as JSON on stdin, seconds on stdout.
-CHILD = ("import json, sys, tempfile, time; from grokbook import RunConfig, RunStore, sweep\n"
-         "configs = [RunConfig.from_dict(d) for d in json.load(sys.stdin)]\n"
+#: The child that times the baseline: reads the configurations from a JSON file, prints
+#: seconds. Everything under the main guard: the sweep's worker processes import it.
+CHILD = ("import json, sys, tempfile, time\n"
+         "from grokbook import RunConfig, RunStore, sweep\n"
          "if __name__ == '__main__':\n"
+         "    configs = [RunConfig.from_dict(d) for d in json.load(open(sys.argv[1]))]\n"
          "    with tempfile.TemporaryDirectory() as tmp:\n"
          "        start = time.perf_counter(); sweep(configs, store=RunStore(tmp), progress=False)\n"
          "        print(time.perf_counter() - start)\n")
@@ -72,11 +75,14 @@ def export(ref: str, into: str) -> str:
 def time_baseline(path: str, configs: list[RunConfig], device: str) -> float:
     """Seconds of ``sweep(configs)`` with the package at ``path``, in a child process
     (a script file, so that its sweep may start worker processes)."""
-    script = Path(path) / "time_sweep.py"
+    script, listing = Path(path) / "time_sweep.py", Path(path) / "configs.json"
     script.write_text(CHILD)
+    listing.write_text(json.dumps([c.to_dict() for c in configs]))
     env = {**os.environ, "PYTHONPATH": path, "GROKBOOK_DEVICE": device}
-    out = subprocess.run([sys.executable, str(script)], input=json.dumps([c.to_dict() for c in configs]),
-                         capture_output=True, text=True, check=True, env=env, cwd=path)
+    out = subprocess.run([sys.executable, str(script), str(listing)], capture_output=True, text=True,
+                         env=env, cwd=path)
+    if out.returncode:
+        raise RuntimeError(f"the baseline's sweep failed:\n{out.stderr}")
     return float(out.stdout.split()[-1])
 
 
@@ -134,6 +140,10 @@ def main() -> None:
             ratios = {k: [a / b for a, b in zip(r, rates[ref])] for k, r in rates.items() if k != ref}
             print(f"ratio to the {ref} (per repeat, then the median): " + "; ".join(
                 f"{k} {', '.join(f'{x:.2f}' for x in r)} -> {statistics.median(r):.2f}" for k, r in ratios.items()))
+            for k, r in ratios.items():
+                if ref == "loop" or k == "sweep":
+                    record("sweep", f"{args.sweep} sweep, {k} / {ref}", statistics.median(r),
+                           f"model-steps per second, median of {args.repeats} (>1: faster)")
 
 
 if __name__ == "__main__":

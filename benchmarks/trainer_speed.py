@@ -4,13 +4,14 @@ The plain loop is how public grokking repositories train: the same model (same c
 same size, same data), ``torch.optim.AdamW`` with a ``LambdaLR`` warm-up, ``loss.item()``
 logged every step, and the validation set evaluated once per epoch. grokbook's trainer
 records its eight per-step metrics (loss, accuracy, gradient norm, two weight norms,
-three cosines) and evaluates validation on its own schedule (every step up to 100,
-then every 1% of the step). A third column, the plain loop with no validation at all,
+three cosines) and evaluates validation on its own schedule (every epoch, at most
+every step, until 1% of the step is longer than an epoch, then every 1% of the step).
+A third column, the plain loop with no validation at all,
 is the bare cost of the training steps; it is compared with grokbook's trainer with
 its validation switched off (only the final weights validated), which isolates the
 cost of the trainer and its per-step metrics. Validation on the 1% schedule is front-
-loaded (every step up to step 100), so over the short runs timed here it weighs more
-than over a full run.
+loaded (with full batches every step up to step 100), so over the short runs timed
+here it weighs more than over a full run.
 
 Each side trains the same number of steps from the same initialisation, timed end to
 end; the figures are steps per second and the ratio grokbook / plain (>1: faster).
@@ -33,6 +34,7 @@ from grokbook.models import build_model
 from grokbook.tasks import make_dataset
 import grokbook.core as core_module
 from grokbook.training import fit
+from all import record
 
 PAPER = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, n_heads=4, lr=1e-4, weight_decay=1.0)
 # chapter 1's default configuration
@@ -77,7 +79,7 @@ def grokbook_trainer(cfg: RunConfig, device: torch.device, validate: bool = True
     ``validate`` only the final weights are validated."""
     schedule = core_module.validation_schedule
     if not validate:
-        core_module.validation_schedule = lambda steps: np.array([steps])
+        core_module.validation_schedule = lambda steps, epoch=1: np.array([steps])
     try:
         start = time.perf_counter()
         fit(cfg, progress=False, device=device)
@@ -88,6 +90,35 @@ def grokbook_trainer(cfg: RunConfig, device: torch.device, validate: bool = True
     return time.perf_counter() - start
 
 
+def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, float]:
+    """Seconds of one validation pass (loss and accuracy over the validation set, read
+    back to the host), grokbook's (the core's, on its stacked row) and the plain loop's;
+    best of 5."""
+    core = core_module.Core([cfg], device)
+    model = build_model(cfg, *(lambda d: (d.vocab_size, d.n_classes))(make_dataset(cfg))).to(device)
+
+    def ours() -> None:
+        with torch.no_grad():
+            logits = core._logits(core.w, core.x_va)
+            core._loss(logits, core.y_va).cpu(), core_module.accuracy(logits, core.y_va).cpu()
+
+    def plain() -> None:
+        with torch.no_grad():
+            out = model(core.x_va)
+            F.cross_entropy(out, core.y_va).item(), (out.argmax(-1) == core.y_va).float().mean().item()
+
+    times = []
+    for fn in (ours, plain):
+        fn()
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    return times[0], times[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every case's steps")
@@ -95,22 +126,37 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     base = {"cpu": (300, 40, 1000), "cuda": (2000, 2000, 2000)}[device.type]
-    cases = [("paper model, batch 512", PAPER.replace(batch_size=512), base[0]),
-             ("paper model, full batch", PAPER, base[1]),
-             ("default profile (chapter 1)", DEFAULT, base[2])]
+    # (label, config, steps timed, steps of a full run)
+    cases = [("paper model, batch 512", PAPER.replace(batch_size=512), base[0], 10_000),
+             ("paper model, full batch", PAPER, base[1], 10_000),
+             ("default profile (chapter 1)", DEFAULT, base[2], 4_000)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"{'case':<30}{'steps':>6}{'grokbook+val':>13}{'plain+val':>10}{'ratio':>7}"
-          f"{'grokbook':>10}{'plain':>8}{'ratio':>7}")
-    for label, cfg, steps in cases:
+          f"{'grokbook':>10}{'plain':>8}{'ratio':>7}{'full run':>10}{'ratio':>7}")
+    for label, cfg, steps, full in cases:
         cfg = cfg.replace(steps=max(20, int(steps * args.steps_scale)))
         fit(cfg.replace(steps=5), progress=False, device=device)  # warm-up (allocator, kernels)
         gv = cfg.steps / grokbook_trainer(cfg, device)
         pv = cfg.steps / plain_loop(cfg, device, validate=True)
         g = cfg.steps / grokbook_trainer(cfg, device, validate=False)
         p = cfg.steps / plain_loop(cfg, device, validate=False)
-        print(f"{label:<30}{cfg.steps:>6}{gv:>13.2f}{pv:>10.2f}{gv / pv:>7.2f}{g:>10.2f}{p:>8.2f}{g / p:>7.2f}")
-    print("figures: steps per second, with validation (each on its own schedule) and without;\n"
+        # a full run, estimated: its steps at the rate without validation, plus its
+        # validation passes (grokbook: its schedule; the plain loop: one per epoch)
+        n_train = len(make_dataset(cfg).train_y)
+        epoch = n_train // cfg.batch_size if cfg.batch_size and cfg.batch_size < n_train else 1
+        val_g, val_p = validation_pass_s(cfg, device)
+        full_g = full / g + len(core_module.validation_schedule(full, epoch)) * val_g
+        full_p = full / p + (full // epoch) * val_p
+        print(f"{label:<30}{cfg.steps:>6}{gv:>13.2f}{pv:>10.2f}{gv / pv:>7.2f}{g:>10.2f}{p:>8.2f}{g / p:>7.2f}"
+              f"{full:>10}{full_p / full_g:>7.2f}", flush=True)
+        meaning = "grokbook / plain loop, steps per second (>1: faster)"
+        record("trainer", f"{label}, first {cfg.steps} steps, with validation", gv / pv, meaning)
+        record("trainer", f"{label}, no validation", g / p, meaning)
+        record("trainer", f"{label}, full run of {full} steps (estimated), with validation", full_p / full_g, meaning)
+    print("figures: steps per second, with validation (each on its own schedule) and without; the full\n"
+          "run's ratio is estimated from the rates without validation plus each side's validation passes\n"
+          "(grokbook's schedule, the plain loop's one per epoch) timed alone;\n"
           "ratios: grokbook / plain loop (>1 means grokbook is faster)")
 
 

@@ -62,11 +62,14 @@ def stack_key(config: RunConfig) -> RunConfig:
     return config.replace(**{k: getattr(default, k) for k in VARYING})
 
 
-def validation_schedule(steps: int) -> np.ndarray:
-    """Steps at which validation is measured: every step up to 100, then a spacing of
-    at most 1% of the step, so that t3 and t4 are placed within 1%; plus ``steps``."""
+def validation_schedule(steps: int, epoch: int = 1) -> np.ndarray:
+    """Steps at which validation is measured: every ``epoch`` steps (the iterations of
+    one pass over the training set; 1 with full batches) while that is at most 1% of
+    the step, then a spacing of at most 1% of the step; plus ``steps``. So t3 and t4
+    are placed within 1%, or within one epoch early on: a minibatch run does not pay a
+    pass over the validation set for every few training examples it sees."""
     t = np.arange(steps + 1)
-    return t[(t % np.maximum(1, t // 100) == 0) | (t == steps)]
+    return t[(t % np.maximum(epoch, t // 100) == 0) | (t == steps)]
 
 
 def snapshot_schedule(steps: int, n: int) -> np.ndarray:
@@ -356,7 +359,9 @@ class Core:
         if states is not None:
             self._resume(states)
         self.theta0_norm = _rows_norm(self.theta0)
-        self.val_at = set(validation_schedule(self.steps).tolist())
+        b, n_train = c0.batch_size, len(self.y_tr)
+        epoch = n_train // b if b and b < n_train else 1
+        self.val_at = set(validation_schedule(self.steps, epoch).tolist())
         self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
 
     def _resume(self, states: Sequence[TrainState]) -> None:

@@ -90,6 +90,14 @@ def test_validation_schedule_places_times_within_one_percent():
     assert (gaps <= np.maximum(1, 0.01 * s[1:])).all()
 
 
+def test_minibatch_runs_validate_once_per_epoch_early_and_within_one_percent_later():
+    s = validation_schedule(20000, epoch=9)  # the paper's model at r 0.5, batch 512
+    gaps = np.diff(s)
+    assert s[0] == 0 and s[-1] == 20000 and (gaps[s[1:] <= 900] == 9).all()
+    assert (gaps <= np.maximum(9, 0.01 * s[1:])).all()
+    np.testing.assert_array_equal(s[s > 1000], validation_schedule(20000)[validation_schedule(20000) > 1000])
+
+
 def test_snapshot_schedule():
     s = snapshot_schedule(1000, 20)
     assert s[0] == 0 and s[-1] == 1000 and len(s) <= 21 and (np.diff(s) > 0).all()
