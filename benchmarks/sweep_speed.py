@@ -19,7 +19,7 @@ cell, so the benchmark follows the chapter) with ``--steps`` steps per run.
 ``--models`` learning rates (one group, so ``sweep`` is the in-process ensemble).
 
     python benchmarks/sweep_speed.py [--sweep default|paper] [--models 32] [--steps 500]
-        [--repeats 3] [--device cpu|cuda] [--baseline REF] [--skip loop,ensemble]
+        [--repeats 3] [--device cpu|cuda] [--baseline REF] [--skip loop,ensemble] [--fractions 0.4,0.8]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -55,9 +56,11 @@ CHILD = ("import json, sys, tempfile, time\n"
          "        print(time.perf_counter() - start)\n")
 
 
-def default_sweep(steps: int) -> list[RunConfig]:
-    """The spectral chapter's default grid (one seed), ``steps`` steps per run."""
+def default_sweep(steps: int, rs: Sequence[float] = ()) -> list[RunConfig]:
+    """The spectral chapter's default grid (one seed), ``steps`` steps per run; only the
+    train fractions ``rs`` when given."""
     prm = {k: p.default for k, p in get_chapter("spectral").parameters.items()}
+    prm["rs"] = [r for r in prm["rs"] if not rs or r in rs]
     base = RunConfig(task=prm["task"], p=prm["p"], n_layers=prm["n_layers"], d_model=prm["d_model"],
                      n_heads=prm["n_heads"], layer_norm=prm["layer_norm"], steps=steps)
     return [c for r in prm["rs"] for c in grid(base.replace(r=r), lr=prm["lrs"], weight_decay=prm["weight_decays"])]
@@ -95,9 +98,11 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--baseline", default="", help="a git commit to time grokbook.sweep against")
     ap.add_argument("--skip", default="", help="comma-separated timings not to take: loop, ensemble")
+    ap.add_argument("--fractions", default="", help="comma-separated train fractions of the default sweep "
+                    "to keep (default: all)")
     args = ap.parse_args()
     if args.sweep == "default":
-        configs = default_sweep(args.steps)
+        configs = default_sweep(args.steps, [float(r) for r in args.fractions.split(",") if r])
     else:
         base = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, layer_norm=True, steps=args.steps)
         configs = grid(base, lr=torch.logspace(-4, -2, args.models).tolist())

@@ -76,6 +76,20 @@ def embedding_pcs(ax: Axes, points: np.ndarray, title: str, labels: Optional[Seq
     ax.set_aspect("equal", adjustable="datalim")
 
 
+def log_ticks(ax: Axes, axis: str = "y") -> None:
+    """Major ticks of a log ``axis`` (``"x"`` or ``"y"``) at 1, 2 and 5 x 10^k, labelled
+    as plain numbers (``0.05``, ``200``), no minor labels: readable also over a range
+    shorter than a decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig: plt.Figure, name: str) -> None:
     """Also write ``fig`` as ``$GROKBOOK_FIGURES/<name>.png`` when that variable is set
     (to look at a chapter's figures outside the book)."""
@@ -83,6 +97,15 @@ def save_figure(fig: plt.Figure, name: str) -> None:
     if out:
         os.makedirs(out, exist_ok=True)
         fig.savefig(os.path.join(out, f"{name}.png"), bbox_inches="tight")
+
+
+def publish(fig: plt.Figure, name: str) -> None:
+    """End a chapter's figure: write it as ``$GROKBOOK_FIGURES/<name>.png`` when that
+    variable is set (:func:`save_figure`), glue it under ``name`` for the prose's
+    ``{glue:figure}``, and close it. Names are unique across the book."""
+    save_figure(fig, name)
+    glue(name, fig, display=False)
+    plt.close(fig)
 
 
 def glue(name: str, value, display: bool = False):

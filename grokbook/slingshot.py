@@ -26,6 +26,10 @@ class Slingshots:
     loss_spikes: np.ndarray
     grad_spikes: np.ndarray
 
+    def after(self, step: int) -> "Slingshots":
+        """The events at ``step`` or later (e.g. past an early transient)."""
+        return Slingshots(*(x[x >= step] for x in (self.onsets, self.loss_spikes, self.grad_spikes)))
+
 
 class Baseline(NamedTuple):
     """Mean and central 95% interval ``[low, high]`` of a shuffled statistic."""

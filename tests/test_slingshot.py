@@ -123,3 +123,12 @@ def test_aligned_onsets_beat_the_shuffled_baseline():
     onsets, gains = [1000, 2500, 4000], [1020, 2540, 4010]
     assert onset_alignment(onsets, gains, k=50) == 1.0
     assert shuffled_baseline(onsets, gains, 50, N, n_shuffles=500).high < 0.5
+
+
+def test_after_keeps_the_events_from_a_step_on():
+    from grokbook.slingshot import Slingshots
+
+    ev = Slingshots(np.array([10, 250, 900]), np.array([5, 300]), np.array([], dtype=np.int64))
+    late = ev.after(250)
+    assert late.onsets.tolist() == [250, 900] and late.loss_spikes.tolist() == [300]
+    assert late.grad_spikes.tolist() == [] and ev.onsets.tolist() == [10, 250, 900]
