@@ -95,7 +95,8 @@ def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, floa
     back to the host), grokbook's (the core's, on its stacked row) and the plain loop's;
     best of 5."""
     core = core_module.Core([cfg], device)
-    model = build_model(cfg, *(lambda d: (d.vocab_size, d.n_classes))(make_dataset(cfg))).to(device)
+    data = make_dataset(cfg)
+    model = build_model(cfg, data.vocab_size, data.n_classes).to(device)
 
     def ours() -> None:
         with torch.no_grad():
@@ -143,8 +144,7 @@ def main() -> None:
         p = cfg.steps / plain_loop(cfg, device, validate=False)
         # a full run, estimated: its steps at the rate without validation, plus its
         # validation passes (grokbook: its schedule; the plain loop: one per epoch)
-        n_train = len(make_dataset(cfg).train_y)
-        epoch = n_train // cfg.batch_size if cfg.batch_size and cfg.batch_size < n_train else 1
+        epoch = core_module.steps_per_epoch(cfg, len(make_dataset(cfg).train_y))
         val_g, val_p = validation_pass_s(cfg, device)
         full_g = full / g + len(core_module.validation_schedule(full, epoch)) * val_g
         full_p = full / p + (full // epoch) * val_p

@@ -80,6 +80,14 @@ def snapshot_schedule(steps: int, n: int) -> np.ndarray:
     return np.unique(np.round(np.concatenate([[0], geo, lin])).astype(np.int64))
 
 
+def steps_per_epoch(config: RunConfig, n_train: int) -> int:
+    """Iterations in one pass over the ``n_train`` training examples: 1 with full
+    batches (``batch_size`` 0 or at least ``n_train``), else ``n_train // batch_size``
+    (the remainder of each epoch's permutation is left out)."""
+    b = config.batch_size
+    return n_train // b if b and b < n_train else 1
+
+
 def batch_indices(config: RunConfig, n_train: int, t: int) -> Optional[torch.Tensor]:
     """Indices ``(batch_size,)`` of the minibatch of iteration ``t`` (None for full batch).
 
@@ -88,7 +96,7 @@ def batch_indices(config: RunConfig, n_train: int, t: int) -> Optional[torch.Ten
     b = config.batch_size
     if not b or b >= n_train:
         return None
-    epoch, k = divmod(t, n_train // b)
+    epoch, k = divmod(t, steps_per_epoch(config, n_train))
     return _epoch_permutation(config.seed, epoch, n_train)[k * b:(k + 1) * b]
 
 
@@ -359,9 +367,7 @@ class Core:
         if states is not None:
             self._resume(states)
         self.theta0_norm = _rows_norm(self.theta0)
-        b, n_train = c0.batch_size, len(self.y_tr)
-        epoch = n_train // b if b and b < n_train else 1
-        self.val_at = set(validation_schedule(self.steps, epoch).tolist())
+        self.val_at = set(validation_schedule(self.steps, steps_per_epoch(c0, len(self.y_tr))).tolist())
         self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
 
     def _resume(self, states: Sequence[TrainState]) -> None:

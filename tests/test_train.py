@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from grokbook import RunConfig, train
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-from grokbook.core import METRICS, snapshot_schedule, validation_schedule
+from grokbook.core import METRICS, snapshot_schedule, steps_per_epoch, validation_schedule
 from grokbook.training import fit, replay_weights
 
 
@@ -88,6 +88,13 @@ def test_validation_schedule_places_times_within_one_percent():
     assert s[0] == 0 and s[-1] == 20000 and (np.diff(s[:100]) == 1).all()
     gaps = np.diff(s)
     assert (gaps <= np.maximum(1, 0.01 * s[1:])).all()
+
+
+def test_steps_per_epoch_counts_whole_batches_and_one_for_full_batch(tiny):
+    assert steps_per_epoch(tiny.replace(batch_size=0), 60) == 1
+    assert steps_per_epoch(tiny.replace(batch_size=60), 60) == 1
+    assert steps_per_epoch(tiny.replace(batch_size=100), 60) == 1
+    assert steps_per_epoch(tiny.replace(batch_size=16), 60) == 3
 
 
 def test_minibatch_runs_validate_once_per_epoch_early_and_within_one_percent_later():
