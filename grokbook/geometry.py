@@ -7,8 +7,9 @@ order (a CPU torch tensor is accepted too). Everything is computed in float64.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -116,6 +117,83 @@ def shuffled_walk(snapshots, seed: int = 0) -> np.ndarray:
     steps = np.diff(x, axis=0)
     order = np.random.default_rng(seed).permutation(len(steps))
     return np.concatenate([x[:1], x[0] + np.cumsum(steps[order], axis=0)])
+
+
+class NoiseWalk(NamedTuple):
+    """A trajectory of :func:`optimizer_noise_walk`.
+
+    ``points``: ``(len(record), P)``, ``theta_s`` at the recorded steps; ``cos_init``:
+    ``(steps,)``, ``cos(theta_t, theta_0)``; ``cos_update``: ``(steps,)``,
+    ``cos(u_t, u_{t-1})`` with ``u_t = theta_{t+1} - theta_t`` (NaN at ``t = 0``): the
+    per-step series the trainer records as ``cos_init`` and ``cos_update``."""
+
+    record: np.ndarray
+    points: np.ndarray
+    cos_init: np.ndarray
+    cos_update: np.ndarray
+
+
+def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float = 0.0,
+                         betas: tuple[float, float] = (0.9, 0.98), optimizer: str = "adamw",
+                         warmup_steps: int = 10, record=None, seed: int = 0) -> NoiseWalk:
+    """The optimiser fed gradients without signal: the null for a trajectory's cosines.
+
+    Starting at ``theta0`` (``(P,)``), ``steps`` updates of Adam (``optimizer="adam"``,
+    L2 weight decay through the gradient) or AdamW (decoupled weight decay), with the
+    trainer's linear warm-up of ``warmup_steps`` and eps 1e-8 (``torch.optim``'s
+    update, in float64), each fed an independent standard Gaussian gradient. Its
+    successive updates are correlated by the first-moment average alone (their cosine
+    tends to ``betas[0]``), and weight decay alone pulls it away from ``theta0``; a real
+    trajectory's cosines are compared with this walk's, not with an isotropic one's.
+    ``record``: steps (in ``0 .. steps``) whose ``theta`` is kept (default ``0`` and
+    ``steps``).
+    """
+    import torch
+
+    x0 = torch.tensor(np.asarray(theta0, dtype=np.float64).ravel())
+    if optimizer not in ("adam", "adamw"):
+        raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not (lr > 0 and weight_decay >= 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+        raise ValueError(f"need lr > 0, weight_decay >= 0 and betas in [0, 1), got {lr}, {weight_decay}, {betas}")
+    if not torch.all(torch.isfinite(x0)) or not torch.any(x0 != 0):
+        raise ValueError("theta0 must be finite and not zero")
+    record = np.unique(np.asarray([0, steps] if record is None else record, dtype=np.int64))
+    if record.size and (record[0] < 0 or record[-1] > steps):
+        raise ValueError(f"record steps must lie in 0..{steps}")
+    b1, b2 = betas
+    w, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
+    g, u, before = torch.empty_like(x0), torch.empty_like(x0), torch.empty_like(x0)
+    rng, noise = np.random.default_rng(seed), g.numpy()  # noise shares g's memory
+    keep = {int(s): i for i, s in enumerate(record)}
+    points = np.empty((len(record), x0.numel()))
+    cos_init, cos_update = np.empty(steps), np.full(steps, np.nan)
+    norm0, prev_norm = float(x0.norm()), 0.0
+    for t in range(steps + 1):
+        if t in keep:
+            points[keep[t]] = w.numpy()
+        if t == steps:
+            break
+        before.copy_(w)
+        w_norm = float(w.norm())
+        cos_init[t] = float(w @ x0) / (w_norm * norm0)
+        rng.standard_normal(out=noise)
+        rate = lr * min(1.0, (t + 1) / warmup_steps) if warmup_steps else lr
+        if optimizer == "adam":  # L2 decay through the gradient
+            g.add_(w, alpha=weight_decay)
+        else:
+            w.mul_(1 - rate * weight_decay)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
+        w.addcdiv_(m, denom, value=-rate / (1 - b1 ** (t + 1)))
+        torch.sub(w, before, out=before)  # before is now u_t
+        u_norm = float(before.norm())
+        if t:
+            cos_update[t] = float(before @ u) / (u_norm * prev_norm)
+        u, before, prev_norm = before, u, u_norm
+    return NoiseWalk(record, points, cos_init, cos_update)
 
 
 def planarity(snapshots, n_components: int = 2) -> float:

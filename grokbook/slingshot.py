@@ -218,3 +218,42 @@ def shuffled_baseline(onsets, gain_steps, k: int, n_steps: int, n_shuffles: int 
     fractions = np.array([_aligned(row, gains, k) for row in draws])
     low, high = np.percentile(fractions, [2.5, 97.5])
     return Baseline(float(fractions.mean()), float(low), float(high))
+
+
+class LazyStretches(NamedTuple):
+    """``fraction``: share of the steps after ``skip`` that are lazy; ``departures``:
+    ``(n,)`` steps, each the first non-lazy step after a lazy one."""
+
+    fraction: float
+    departures: np.ndarray
+
+
+def lazy_departures(cos_update, threshold: float = 0.9, skip: int = 0, merge: int = 50) -> LazyStretches:
+    """The lazy regime of a run and its departures.
+
+    ``cos_update``: ``(T,)``, the cosine between step ``t``'s update and the previous one
+    (the trainer's ``cos_update``; NaN, as at ``t = 0``, counts as lazy). Step ``t`` is
+    lazy when ``cos_update[t] >= threshold``; a departure is a non-lazy step that follows
+    a lazy one. Steps before ``skip`` are left out; a departure less than ``merge`` steps
+    after the previous kept one is merged into it.
+    """
+    c = np.nan_to_num(np.asarray(cos_update, dtype=np.float64).ravel(), nan=1.0)[skip:]
+    if skip < 0 or merge < 0:
+        raise ValueError(f"skip and merge must be >= 0, got {skip}, {merge}")
+    lazy = c >= threshold
+    kept: list[int] = []
+    for d in np.flatnonzero(~lazy[1:] & lazy[:-1]) + 1 + skip:
+        if not kept or d - kept[-1] >= merge:
+            kept.append(int(d))
+    return LazyStretches(float(lazy.mean()) if len(lazy) else float("nan"), np.array(kept, dtype=np.int64))
+
+
+def near_events(events, steps, k: int, n_steps: int, n_shuffles: int = 1000,
+                seed: int = 0) -> tuple[float, Baseline]:
+    """Fraction of ``steps`` with an event at most ``k`` steps before or after, and its
+    chance level with as many events placed at random (:func:`shuffled_baseline`).
+    ``events``, ``steps``: 1-D step indices; NaN when ``steps`` is empty."""
+    # shifting the steps by +k turns the two-sided window into onset_alignment's [0, 2k]
+    shifted = np.asarray(steps, dtype=np.int64).ravel() + k
+    return (onset_alignment(events, shifted, 2 * k),
+            shuffled_baseline(events, shifted, 2 * k, n_steps=n_steps, n_shuffles=n_shuffles, seed=seed))

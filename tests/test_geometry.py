@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from grokbook.geometry import (TrajectoryPCA, cosine_series, drift_walk, planarity, random_walk,
-                               shuffled_walk, trajectory_pca)
+from grokbook.geometry import (TrajectoryPCA, cosine_series, drift_walk, optimizer_noise_walk, planarity,
+                               random_walk, shuffled_walk, trajectory_pca)
 
 
 def test_cosine_series_hand_made():
@@ -149,3 +149,68 @@ def test_planarity_closed_form():
     x[:, 1], x[:, 4], x[:, 6] = 3 * q[:, 0], 2 * q[:, 1], 1 * q[:, 2]
     assert planarity(x, 2) == pytest.approx(13 / 14, rel=1e-10)
     assert planarity(x, 1) == pytest.approx(9 / 14, rel=1e-10)
+
+
+def _noise_walk_by_hand(theta0, steps, lr, wd, betas, optimizer, warmup, seed):
+    """Adam's recursion written out in numpy, fed the same Gaussian draws."""
+    rng = np.random.default_rng(seed)
+    b1, b2 = betas
+    w, m, v = theta0.astype(np.float64).copy(), np.zeros(theta0.size), np.zeros(theta0.size)
+    path = [w.copy()]
+    for t in range(steps):
+        g = rng.standard_normal(theta0.size)
+        rate = lr * min(1.0, (t + 1) / warmup) if warmup else lr
+        if optimizer == "adam":
+            g = g + wd * w
+        else:
+            w = w * (1 - rate * wd)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - rate * (m / (1 - b1 ** (t + 1))) / (np.sqrt(v / (1 - b2 ** (t + 1))) + 1e-8)
+        path.append(w.copy())
+    return np.array(path)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_optimizer_noise_walk_is_adams_recursion_on_gaussian_gradients(optimizer):
+    theta0 = np.random.default_rng(0).normal(size=50)
+    walk = optimizer_noise_walk(theta0, 30, lr=0.01, weight_decay=0.5, betas=(0.9, 0.98), optimizer=optimizer,
+                                warmup_steps=10, record=range(31), seed=3)
+    path = _noise_walk_by_hand(theta0, 30, 0.01, 0.5, (0.9, 0.98), optimizer, 10, 3)
+    np.testing.assert_allclose(walk.points, path, rtol=0, atol=1e-12)
+    dense = cosine_series(path)
+    np.testing.assert_allclose(walk.cos_init, dense["init"][:-1], atol=1e-12)
+    assert np.isnan(walk.cos_update[0])
+    np.testing.assert_allclose(walk.cos_update[1:], dense["update"], atol=1e-12)
+
+
+def test_optimizer_noise_walk_matches_torch_optim_fed_the_same_gradients():
+    theta0 = np.random.default_rng(2).normal(size=40)
+    walk = optimizer_noise_walk(theta0, 25, lr=0.02, weight_decay=1.0, warmup_steps=5, record=[25], seed=7)
+    w = torch.tensor(theta0, requires_grad=True)
+    opt = torch.optim.AdamW([w], lr=0.02, betas=(0.9, 0.98), eps=1e-8, weight_decay=1.0)
+    rng = np.random.default_rng(7)
+    for t in range(25):
+        w.grad = torch.from_numpy(rng.standard_normal(40))
+        opt.param_groups[0]["lr"] = 0.02 * min(1.0, (t + 1) / 5)
+        opt.step()
+    np.testing.assert_allclose(walk.points[0], w.detach().numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.9])
+def test_optimizer_noise_walk_successive_updates_have_cosine_beta1(beta1):
+    # m_t = b1 m_{t-1} + (1 - b1) g_t with independent g: corr(m_t, m_{t-1}) = b1 once stationary,
+    # and in high dimension the cosine concentrates on it
+    walk = optimizer_noise_walk(np.ones(20_000), 300, lr=1e-3, betas=(beta1, 0.999), warmup_steps=0, seed=1)
+    assert abs(np.median(walk.cos_update[100:]) - beta1) < 0.02
+
+
+def test_optimizer_noise_walk_rejects_bad_input():
+    with pytest.raises(ValueError, match="optimizer"):
+        optimizer_noise_walk(np.ones(3), 5, lr=0.1, optimizer="sgd")
+    with pytest.raises(ValueError, match="theta0"):
+        optimizer_noise_walk(np.zeros(3), 5, lr=0.1)
+    with pytest.raises(ValueError, match="record"):
+        optimizer_noise_walk(np.ones(3), 5, lr=0.1, record=[0, 6])
+    with pytest.raises(ValueError, match="lr"):
+        optimizer_noise_walk(np.ones(3), 5, lr=0.0)

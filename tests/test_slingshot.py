@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from grokbook.slingshot import (Baseline, Slingshots, find_onsets, find_slingshots, find_spikes,
-                                growth_rate, onset_alignment, shuffled_baseline)
+                                growth_rate, lazy_departures, near_events, onset_alignment, shuffled_baseline)
 
 N = 6000
 T = np.arange(N)
@@ -132,3 +132,25 @@ def test_after_keeps_the_events_from_a_step_on():
     late = ev.after(250)
     assert late.onsets.tolist() == [250, 900] and late.loss_spikes.tolist() == [300]
     assert late.grad_spikes.tolist() == [] and ev.onsets.tolist() == [10, 250, 900]
+
+
+def test_lazy_departures_hand_made():
+    # steps:   0    1    2    3    4    5    6    7    8    9   10   11
+    c = [np.nan, 1.0, 0.95, 0.2, 0.99, 0.5, 0.91, 0.91, 0.1, 0.1, 0.95, 0.3]
+    out = lazy_departures(c, threshold=0.9, skip=0, merge=0)
+    assert out.fraction == pytest.approx(7 / 12)  # NaN counts as lazy
+    np.testing.assert_array_equal(out.departures, [3, 5, 8, 11])
+    np.testing.assert_array_equal(lazy_departures(c, 0.9, skip=0, merge=3).departures, [3, 8, 11])
+    skipped = lazy_departures(c, 0.9, skip=4, merge=0)
+    assert skipped.fraction == pytest.approx(4 / 8)
+    np.testing.assert_array_equal(skipped.departures, [5, 8, 11])
+
+
+def test_near_events_counts_both_sides_like_a_direct_count():
+    rng = np.random.default_rng(5)
+    events, steps, k, n = rng.integers(0, 2000, 12), rng.integers(0, 2000, 40), 30, 2000
+    frac, chance = near_events(events, steps, k, n, n_shuffles=200, seed=1)
+    direct = np.mean([np.any(np.abs(events - s) <= k) for s in steps])
+    assert frac == pytest.approx(direct)
+    assert 0 <= chance.low <= chance.mean <= chance.high <= 1
+    assert np.isnan(near_events(events, [], k, n)[0])
