@@ -268,3 +268,51 @@ def principal_components(points, n_components: int = 2) -> tuple[np.ndarray, np.
     proj = u[:, :n_components] * s[:n_components]
     proj *= np.where(proj[0] < 0, -1.0, 1.0)
     return proj, s[:n_components] ** 2 / (s**2).sum()
+
+
+def _embedding(embedding) -> np.ndarray:
+    if hasattr(embedding, "detach"):  # torch.Tensor
+        embedding = embedding.detach().cpu().numpy()
+    e = np.asarray(embedding, dtype=np.float64)
+    if e.ndim != 2 or e.shape[0] < 3:
+        raise ValueError(f"embedding must have shape (p, d) with p >= 3 tokens, got {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise ValueError("embedding contains non-finite values (NaN or inf)")
+    return e
+
+
+def fourier_power(embedding) -> np.ndarray:
+    """Power of an embedding matrix at each frequency of the token index.
+
+    ``embedding``: ``(p, d)``, row ``x`` the embedding of token ``x`` (the residues
+    ``0 .. p-1``). The discrete Fourier transform along the token axis, its squared
+    modulus summed over the ``d`` columns, the frequencies ``k`` and ``p - k`` counted
+    together. Returns ``(p // 2 + 1,)``: entry ``k`` is the share of the total power at
+    frequency ``k`` (entry 0: the mean embedding); the entries sum to 1 (all zero for a
+    zero matrix). A modular-addition network that generalizes the way Nanda et al. found
+    puts most of the power in a few key frequencies; random embeddings spread it evenly.
+    """
+    e = _embedding(embedding)
+    p = e.shape[0]
+    power = (np.abs(np.fft.rfft(e, axis=0)) ** 2).sum(axis=1)
+    power[1:(p + 1) // 2] *= 2  # k and p - k: the same real frequency (not k = p/2 for even p)
+    total = power.sum()
+    return power / total if total > 0 else power
+
+
+def fourier_plane(embedding, k: int) -> np.ndarray:
+    """The embeddings in the plane of frequency ``k``: ``(p, 2)`` coordinates.
+
+    ``embedding``: ``(p, d)``. The plane is spanned by the real and imaginary parts of
+    the ``k``-th Fourier coefficient (a ``d``-vector each); the centred rows are
+    projected on an orthonormal basis of it. An embedding ``a cos(2 pi k x / p) +
+    b sin(2 pi k x / p)`` with orthonormal ``a``, ``b`` gives the points of a unit circle
+    visited in steps of ``2 pi k / p``.
+    """
+    e = _embedding(embedding)
+    p = e.shape[0]
+    if int(k) != k or not 1 <= k <= p // 2:
+        raise ValueError(f"k must be an integer frequency in 1..{p // 2}, got {k!r}")
+    c = np.fft.rfft(e, axis=0)[int(k)]
+    basis, _ = np.linalg.qr(np.stack([c.real, -c.imag], axis=1))
+    return (e - e.mean(axis=0)) @ basis

@@ -90,7 +90,7 @@ def no_kernel(monkeypatch):
     (["grokking", "-p", "task", "div", "-p", "p", "12"],
      "parameter 'p' = 12 is invalid: a prime number for task 'div'"),
     (["grokking", "-p", "p", "1000000"], "parameter 'p' = 1000000 is invalid: an integer from 2 to 4096"),
-    (["grokking", "-p", "seed", str(2**64)],
+    (["lazy", "-p", "seed", str(2**64)],
      "parameter 'seed' = 18446744073709551616 is invalid: an integer in [0, 2**32)"),
     (["grokking", "-p", "d_model", "30"], "parameter 'n_heads' = 4 is invalid: a divisor of d_model = 30"),
     (["hessian", "-p", "control_r", "0"], "parameter 'control_r' = 0.0 is invalid: a train fraction strictly between 0 and 1"),

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from grokbook.geometry import (TrajectoryPCA, cosine_series, drift_walk, optimizer_noise_walk, planarity,
+from grokbook.geometry import (TrajectoryPCA, cosine_series, drift_walk, fourier_plane, fourier_power,
+                               optimizer_noise_walk, planarity,
                                random_walk, shuffled_walk, trajectory_pca)
 
 
@@ -214,3 +215,48 @@ def test_optimizer_noise_walk_rejects_bad_input():
         optimizer_noise_walk(np.ones(3), 5, lr=0.1, record=[0, 6])
     with pytest.raises(ValueError, match="lr"):
         optimizer_noise_walk(np.ones(3), 5, lr=0.0)
+
+
+def _circle_embedding(p, k, d=6, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, 2)))
+    x = np.arange(p)[:, None]
+    return np.cos(2 * np.pi * k * x / p) * q[:, 0] + np.sin(2 * np.pi * k * x / p) * q[:, 1] \
+        + noise * rng.normal(size=(p, d))
+
+
+@pytest.mark.parametrize("p", [11, 12])
+def test_fourier_power_finds_a_known_frequency_and_keeps_parseval(p):
+    power = fourier_power(_circle_embedding(p, 3))
+    assert power.shape == (p // 2 + 1,)
+    assert power[3] == pytest.approx(1.0)
+    # Parseval on a random matrix: the unnormalised power is p * ||E||^2, each frequency
+    # is the squared projection on its cos and sin columns
+    e = np.random.default_rng(1).normal(size=(p, 5))
+    x = np.arange(p)[:, None]
+    by_hand = [np.sum(e.mean(axis=0) ** 2) * p]
+    for k in range(1, p // 2 + 1):
+        cos, sin = np.cos(2 * np.pi * k * x / p), np.sin(2 * np.pi * k * x / p)
+        scale = 1 / p if 2 * k == p else 2 / p
+        by_hand.append(scale * (np.sum((cos * e).sum(axis=0) ** 2) + np.sum((sin * e).sum(axis=0) ** 2)))
+    np.testing.assert_allclose(np.sum(by_hand), np.sum(e ** 2), rtol=1e-12)
+    np.testing.assert_allclose(fourier_power(e), np.array(by_hand) / np.sum(by_hand), rtol=1e-10)
+
+
+def test_fourier_plane_draws_the_circle():
+    p, k = 13, 4
+    plane = fourier_plane(_circle_embedding(p, k, noise=0.0), k)
+    np.testing.assert_allclose(np.linalg.norm(plane, axis=1), 1.0, atol=1e-12)
+    angles = np.angle(plane[:, 0] + 1j * plane[:, 1])
+    turn = np.mod(np.diff(angles), 2 * np.pi)  # one direction of travel, the same turn every token
+    np.testing.assert_allclose(turn, turn[0], atol=1e-9)
+    assert min(turn[0], 2 * np.pi - turn[0]) == pytest.approx(2 * np.pi * k / p)
+
+
+def test_fourier_functions_reject_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        fourier_power(np.ones(5))
+    with pytest.raises(ValueError, match="non-finite"):
+        fourier_power(np.full((5, 2), np.nan))
+    with pytest.raises(ValueError, match="frequency"):
+        fourier_plane(np.ones((7, 2)), 4)
