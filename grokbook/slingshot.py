@@ -257,3 +257,76 @@ def near_events(events, steps, k: int, n_steps: int, n_shuffles: int = 1000,
     shifted = np.asarray(steps, dtype=np.int64).ravel() + k
     return (onset_alignment(events, shifted, 2 * k),
             shuffled_baseline(events, shifted, 2 * k, n_steps=n_steps, n_shuffles=n_shuffles, seed=seed))
+
+
+def transitions(gain_steps, gap: int) -> np.ndarray:
+    """The first step of each transition: gains (sorted step indices) closer than ``gap``
+    steps to the previous gain belong to the same transition, so successive points of
+    one rise count once. Returns ``(n_transitions,)`` int64."""
+    g = np.sort(np.asarray(gain_steps, dtype=np.int64).ravel())
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    if len(g) == 0:
+        return g
+    return g[np.concatenate([[True], np.diff(g) >= gap])]
+
+
+class Pooled(NamedTuple):
+    """Alignment pooled over runs: ``aligned`` of ``total`` steps follow an event, and
+    the chance level of that fraction (:class:`Baseline`)."""
+
+    aligned: int
+    total: int
+    chance: Baseline
+
+
+def pooled_alignment(runs: list[tuple[np.ndarray, np.ndarray, int]], k: int, n_shuffles: int = 1000,
+                     seed: int = 0) -> Pooled:
+    """:func:`onset_alignment` pooled over independent runs, with its chance level.
+
+    ``runs``: ``(events, steps, n_steps)`` per run. A step is aligned when an event of
+    its own run precedes it by at most ``k`` steps. Each shuffle places every run's
+    events uniformly at random over its own ``0 .. n_steps - 1`` (as
+    :func:`shuffled_baseline`) and pools the aligned fraction; the chance level is the
+    mean and the 2.5 / 97.5 percentiles of the pooled fractions (NaN when no run has a
+    step).
+    """
+    if k < 0 or n_shuffles < 1:
+        raise ValueError(f"need k >= 0 and n_shuffles >= 1, got {k}, {n_shuffles}")
+    rng = np.random.default_rng(seed)
+    aligned, total, counts = 0, 0, np.zeros(n_shuffles)
+    for events, steps, n_steps in runs:
+        steps = np.asarray(steps, dtype=np.int64).ravel()
+        m = np.asarray(events).size
+        if len(steps) == 0:
+            continue
+        total += len(steps)
+        aligned += int(round(onset_alignment(events, steps, k) * len(steps)))
+        draws = np.sort(rng.integers(0, n_steps, size=(n_shuffles, m)), axis=1)
+        counts += np.array([_aligned(row, steps, k) for row in draws]) * len(steps)
+    if total == 0:
+        return Pooled(0, 0, Baseline(float("nan"), float("nan"), float("nan")))
+    fractions = counts / total
+    low, high = np.percentile(fractions, [2.5, 97.5])
+    return Pooled(aligned, total, Baseline(float(fractions.mean()), float(low), float(high)))
+
+
+def validation_gains(val_steps, val_acc, threshold: float, skip: int = 0, new_high: bool = False) -> np.ndarray:
+    """Steps at which the validation accuracy rose by at least ``threshold`` since the
+    previous evaluation, at or after step ``skip``.
+
+    ``val_steps``, ``val_acc``: ``(n,)``, the evaluations in order. With ``new_high``,
+    only rises that also lift the accuracy ``threshold`` above its best earlier value
+    count (so a recovery after a drop is not a gain). Returns ``(n_gains,)`` int64.
+    """
+    steps = np.asarray(val_steps, dtype=np.int64).ravel()
+    acc = np.asarray(val_acc, dtype=np.float64).ravel()
+    if steps.shape != acc.shape:
+        raise ValueError(f"val_steps and val_acc differ in length: {steps.shape} and {acc.shape}")
+    if len(acc) < 2:
+        return np.zeros(0, dtype=np.int64)
+    rise = np.diff(acc) >= threshold
+    if new_high:
+        rise &= acc[1:] >= np.maximum.accumulate(acc)[:-1] + threshold
+    gains = steps[1:][rise]
+    return gains[gains >= skip]

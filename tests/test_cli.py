@@ -90,11 +90,11 @@ def no_kernel(monkeypatch):
     (["grokking", "-p", "task", "div", "-p", "p", "12"],
      "parameter 'p' = 12 is invalid: a prime number for task 'div'"),
     (["grokking", "-p", "p", "1000000"], "parameter 'p' = 1000000 is invalid: an integer from 2 to 4096"),
-    (["lazy", "-p", "seed", str(2**64)],
-     "parameter 'seed' = 18446744073709551616 is invalid: an integer in [0, 2**32)"),
+    (["lazy", "-p", "walk_seed", str(2**64)],
+     "parameter 'walk_seed' = 18446744073709551616 is invalid: an integer in [0, 2**32)"),
     (["grokking", "-p", "d_model", "30"], "parameter 'n_heads' = 4 is invalid: a divisor of d_model = 30"),
     (["hessian", "-p", "control_r", "0"], "parameter 'control_r' = 0.0 is invalid: a train fraction strictly between 0 and 1"),
-    (["slingshot", "-p", "adamw_p", "0"], "parameter 'adamw_p' = 0 is invalid: an integer from 2 to 4096"),
+    (["slingshot", "-p", "control_r", "1"], "parameter 'control_r' = 1.0 is invalid: a train fraction strictly between 0 and 1"),
     (["spectral", "-p", "rs", "[0.5, 1.5]"], "parameter 'rs' = [0.5, 1.5] is invalid: 1.5 is not a train fraction"),
     (["spectral", "-p", "lrs", "[0.01, 0]"], "parameter 'lrs' = [0.01, 0.0] is invalid: 0.0 is not a positive"),
     (["data_fraction", "-p", "seeds", "[0, -1]"], "parameter 'seeds' = [0, -1] is invalid: -1 is not an integer in"),
@@ -124,7 +124,7 @@ def test_parameters_that_stand_for_a_run_config_field():
     expect = {("spectral", "lrs"): "lr", ("spectral", "weight_decays"): "weight_decay", ("spectral", "rs"): "r",
               ("predict", "seeds"): "seed", ("spectral", "seeds"): "seed", ("predict", "windows"): None,
               ("data_fraction", "r_grid"): "r", ("data_fraction", "s5_r_grid"): "r", ("data_fraction", "seeds"): "seed",
-              ("slingshot", "adamw_weight_decay"): "weight_decay", ("lu", "digits_init_scale"): "init_scale",
+              ("lazy", "walk_seed"): "seed", ("slingshot", "clip_quantile"): None, ("lu", "digits_init_scale"): "init_scale",
               ("lu", "digits_wd"): None, ("hessian", "control_r"): "r", ("hessian", "max_spikes"): None, ("valleys", "low_loss_nats"): None,
               ("hessian", "n_eig_snapshots"): None, ("grokking", "r"): "r", ("grokking", "leave"): None}
     assert {key: field_of(ch[key[0]].parameters[key[1]]) for key in expect} == expect

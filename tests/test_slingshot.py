@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from grokbook.slingshot import (Baseline, Slingshots, find_onsets, find_slingshots, find_spikes,
-                                growth_rate, lazy_departures, near_events, onset_alignment, shuffled_baseline)
+                                growth_rate, lazy_departures, near_events, onset_alignment, pooled_alignment,
+                                shuffled_baseline, transitions, validation_gains)
 
 N = 6000
 T = np.arange(N)
@@ -154,3 +155,36 @@ def test_near_events_counts_both_sides_like_a_direct_count():
     assert frac == pytest.approx(direct)
     assert 0 <= chance.low <= chance.mean <= chance.high <= 1
     assert np.isnan(near_events(events, [], k, n)[0])
+
+
+def test_transitions_count_each_rise_once():
+    np.testing.assert_array_equal(transitions([500, 100, 110, 130, 400, 420], gap=50), [100, 400, 500])
+    np.testing.assert_array_equal(transitions([100, 110], gap=5), [100, 110])
+    assert transitions([], gap=10).size == 0
+
+
+def test_pooled_alignment_is_the_count_over_runs_and_one_run_is_shuffled_baseline():
+    rng = np.random.default_rng(3)
+    runs = [(rng.integers(0, 1000, 4), rng.integers(0, 1000, 6), 1000),
+            (rng.integers(0, 2000, 2), rng.integers(0, 2000, 3), 2000),
+            (rng.integers(0, 500, 3), np.array([], dtype=np.int64), 500)]
+    out = pooled_alignment(runs, k=80, n_shuffles=300, seed=2)
+    direct = sum(int(np.sum([np.any((s - e >= 0) & (s - e <= 80)) for s in steps])) for e, steps, _ in runs)
+    assert (out.aligned, out.total) == (direct, 9)
+    assert 0 <= out.chance.low <= out.chance.mean <= out.chance.high <= 1
+    # one run alone: the same numbers as shuffled_baseline with the same draws
+    e, steps, n = runs[0]
+    alone = pooled_alignment([runs[0]], k=80, n_shuffles=300, seed=2)
+    assert alone.chance == shuffled_baseline(e, steps, 80, n_steps=n, n_shuffles=300, seed=2)
+    assert np.isnan(pooled_alignment([runs[2]], k=80).chance.mean)
+
+
+def test_validation_gains_and_new_highs():
+    steps = np.arange(0, 80, 10)
+    acc = [0.0, 0.1, 0.1, 0.5, 0.2, 0.45, 0.6, 0.61]
+    np.testing.assert_array_equal(validation_gains(steps, acc, 0.05), [10, 30, 50, 60])
+    # 50: back from the drop to 0.45, below the earlier 0.5: not a new high
+    np.testing.assert_array_equal(validation_gains(steps, acc, 0.05, new_high=True), [10, 30, 60])
+    np.testing.assert_array_equal(validation_gains(steps, acc, 0.05, skip=35), [50, 60])
+    with pytest.raises(ValueError, match="length"):
+        validation_gains(steps, acc[:-1], 0.05)
