@@ -6,6 +6,11 @@ logged every step, and the validation set evaluated once per epoch. grokbook's t
 records its eight per-step metrics (loss, accuracy, gradient norm, two weight norms,
 three cosines) and evaluates validation on its own schedule (every epoch, at most
 every step, until 1% of the step is longer than an epoch, then every 1% of the step).
+The peer column is the same loop computing what danielmamay/grokking's model computes: every
+position in every block and the read-out at every position, of which the loss takes the
+last (grokbook's model computes the last block and the read-out at the answer position
+only); it validates once per epoch, as that repository does. The target of issue 21 is
+grokbook with its validation at least as fast as the peer with its own.
 A third column, the plain loop with no validation at all,
 is the bare cost of the training steps; it is compared with grokbook's trainer with
 its validation switched off (only the final weights validated), which isolates the
@@ -41,13 +46,25 @@ PAPER = RunConfig(p=97, r=0.5, n_layers=2, d_model=128, n_heads=4, lr=1e-4, weig
 DEFAULT = RunConfig(p=47, r=0.5, n_layers=2, d_model=64, n_heads=4, layer_norm=False, lr=3e-3, weight_decay=1.0)
 
 
-def plain_loop(cfg: RunConfig, device: torch.device, validate: bool) -> float:
-    """Seconds for ``cfg.steps`` steps of the plain loop."""
+def full_sequence(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The book model's logits computed the peer's way: every block at every position,
+    the read-out at every position, the last position's logits returned ``(N, C)``."""
+    h = model.embed(x) + model.pos[: x.shape[1]]
+    for block in model.blocks:
+        h = block(h)
+    return model.unembed(model.ln_f(h))[:, -1]
+
+
+def plain_loop(cfg: RunConfig, device: torch.device, validate: bool, peer: bool = False) -> float:
+    """Seconds for ``cfg.steps`` steps of the plain loop (``peer``: with the peer's
+    full-sequence forward, :func:`full_sequence`)."""
     data = make_dataset(cfg)
-    model = build_model(cfg, data.vocab_size, data.n_classes).to(device)
+    net = build_model(cfg, data.vocab_size, data.n_classes).to(device)
+    model = (lambda inputs: full_sequence(net, inputs)) if peer else net
+    params = list(net.parameters())
     x, y = data.train_x.to(device), data.train_y.to(device)
     vx, vy = data.val_x.to(device), data.val_y.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / cfg.warmup_steps))
     n = len(y)
     bs = cfg.batch_size if cfg.batch_size and cfg.batch_size < n else n
@@ -90,10 +107,10 @@ def grokbook_trainer(cfg: RunConfig, device: torch.device, validate: bool = True
     return time.perf_counter() - start
 
 
-def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, float]:
+def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, float, float]:
     """Seconds of one validation pass (loss and accuracy over the validation set, read
-    back to the host), grokbook's (the core's, on its stacked row) and the plain loop's;
-    best of 5."""
+    back to the host), grokbook's (the core's, on its stacked row), the plain loop's and
+    the peer's; best of 5."""
     core = core_module.Core([cfg], device)
     data = make_dataset(cfg)
     model = build_model(cfg, data.vocab_size, data.n_classes).to(device)
@@ -108,8 +125,13 @@ def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, floa
             out = model(core.x_va)
             F.cross_entropy(out, core.y_va).item(), (out.argmax(-1) == core.y_va).float().mean().item()
 
+    def peer() -> None:
+        with torch.no_grad():
+            out = full_sequence(model, core.x_va)
+            F.cross_entropy(out, core.y_va).item(), (out.argmax(-1) == core.y_va).float().mean().item()
+
     times = []
-    for fn in (ours, plain):
+    for fn in (ours, plain, peer):
         fn()
         best = float("inf")
         for _ in range(5):
@@ -117,7 +139,7 @@ def validation_pass_s(cfg: RunConfig, device: torch.device) -> tuple[float, floa
             fn()
             best = min(best, time.perf_counter() - start)
         times.append(best)
-    return times[0], times[1]
+    return times[0], times[1], times[2]
 
 
 def main() -> None:
@@ -133,31 +155,39 @@ def main() -> None:
              ("default profile (chapter 1)", DEFAULT, base[2], 4_000)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'case':<30}{'steps':>6}{'grokbook+val':>13}{'plain+val':>10}{'ratio':>7}"
-          f"{'grokbook':>10}{'plain':>8}{'ratio':>7}{'full run':>10}{'ratio':>7}")
+    print(f"{'case':<30}{'steps':>6}{'grokbook+val':>13}{'peer+val':>9}{'ratio':>7}{'plain+val':>10}{'ratio':>7}"
+          f"{'grokbook':>10}{'plain':>8}{'ratio':>7}{'full run':>10}{'vs peer':>8}{'vs plain':>9}")
     for label, cfg, steps, full in cases:
         cfg = cfg.replace(steps=max(20, int(steps * args.steps_scale)))
         fit(cfg.replace(steps=5), progress=False, device=device)  # warm-up (allocator, kernels)
         gv = cfg.steps / grokbook_trainer(cfg, device)
         pv = cfg.steps / plain_loop(cfg, device, validate=True)
+        peer = cfg.steps / plain_loop(cfg, device, validate=True, peer=True)
         g = cfg.steps / grokbook_trainer(cfg, device, validate=False)
         p = cfg.steps / plain_loop(cfg, device, validate=False)
+        p_peer = cfg.steps / plain_loop(cfg, device, validate=False, peer=True)
         # a full run, estimated: its steps at the rate without validation, plus its
         # validation passes (grokbook: its schedule; the plain loop: one per epoch)
         epoch = core_module.steps_per_epoch(cfg, len(make_dataset(cfg).train_y))
-        val_g, val_p = validation_pass_s(cfg, device)
+        val_g, val_p, val_peer = validation_pass_s(cfg, device)
         full_g = full / g + len(core_module.validation_schedule(full, epoch)) * val_g
         full_p = full / p + (full // epoch) * val_p
-        print(f"{label:<30}{cfg.steps:>6}{gv:>13.2f}{pv:>10.2f}{gv / pv:>7.2f}{g:>10.2f}{p:>8.2f}{g / p:>7.2f}"
-              f"{full:>10}{full_p / full_g:>7.2f}", flush=True)
+        full_peer = full / p_peer + (full // epoch) * val_peer
+        print(f"{label:<30}{cfg.steps:>6}{gv:>13.2f}{peer:>9.2f}{gv / peer:>7.2f}{pv:>10.2f}{gv / pv:>7.2f}"
+              f"{g:>10.2f}{p:>8.2f}{g / p:>7.2f}"
+              f"{full:>10}{full_peer / full_g:>8.2f}{full_p / full_g:>9.2f}", flush=True)
         meaning = "grokbook / plain loop, steps per second (>1: faster)"
+        record("trainer", f"{label}, first {cfg.steps} steps, with validation, against the peer's loop", gv / peer,
+               "grokbook / the peer's loop (full-sequence model, validation once per epoch), steps per second")
         record("trainer", f"{label}, first {cfg.steps} steps, with validation", gv / pv, meaning)
         record("trainer", f"{label}, no validation", g / p, meaning)
+        record("trainer", f"{label}, full run of {full} steps (estimated), with validation, against the peer's loop",
+               full_peer / full_g, "grokbook / the peer's loop, steps per second")
         record("trainer", f"{label}, full run of {full} steps (estimated), with validation", full_p / full_g, meaning)
     print("figures: steps per second, with validation (each on its own schedule) and without; the full\n"
           "run's ratio is estimated from the rates without validation plus each side's validation passes\n"
-          "(grokbook's schedule, the plain loop's one per epoch) timed alone;\n"
-          "ratios: grokbook / plain loop (>1 means grokbook is faster)")
+          "(grokbook's schedule, the plain and peer loops' one per epoch) timed alone;\n"
+          "ratios: grokbook / peer or plain loop (>1 means grokbook is faster)")
 
 
 if __name__ == "__main__":
