@@ -319,3 +319,43 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
     return PowerLawFit(float(point[0]), float(point[1]), float(point[2]), ci(0), ci(1), ci(2), level,
                        censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed,
                        bool(min(point[1], gamma_max - point[1]) <= 0.01 * gamma_max))
+
+
+def fraction_table(r, t2, t4, budget, groks):
+    """One row per train fraction: the table of a data-fraction sweep, as a
+    ``pandas.DataFrame`` indexed by ``r`` (ascending).
+
+    Per run, ``(n,)`` arrays: ``r`` the train fraction, ``t2`` and ``t4`` in steps (NaN
+    where not reached: ``t4`` NaN marks a run censored at its ``budget``, the steps it
+    ran), ``groks`` its label. Columns: ``median t2``; ``median t4`` with censored runs
+    counted at their budget, and ``median t4 is a lower bound`` when censored runs make up
+    at least half the fraction's runs (every run shares one budget, so censored times sort
+    above every observed one); ``generalized`` and ``grokked`` as ``"k/n"``; ``local
+    gamma``, ``-d log(median t4) / d log r`` to the next larger fraction (NaN for the
+    largest, and where the next fraction's median is a lower bound), flagged ``local
+    gamma is a lower bound`` where this fraction's median is one.
+    """
+    import pandas as pd
+
+    r, t2, t4 = (np.asarray(x, dtype=np.float64).ravel() for x in (r, t2, t4))
+    budget, groks = np.asarray(budget, dtype=np.float64).ravel(), np.asarray(groks, dtype=bool).ravel()
+    if not (r.shape == t2.shape == t4.shape == budget.shape == groks.shape):
+        raise ValueError(f"per-run arrays differ in length: {[x.shape for x in (r, t2, t4, budget, groks)]}")
+    rows = []
+    for r_value in np.unique(r):
+        at = r == r_value
+        censored = np.isnan(t4[at])
+        n, n_cens = int(at.sum()), int(censored.sum())
+        rows.append({"r": float(r_value), "median t2": float(np.nanmedian(t2[at])) if np.any(~np.isnan(t2[at])) else np.nan,
+                     "median t4": float(np.median(np.where(censored, budget[at], t4[at]))),
+                     "median t4 is a lower bound": n_cens > 0 and n_cens >= (n + 1) // 2,
+                     "generalized": f"{n - n_cens}/{n}", "grokked": f"{int(groks[at].sum())}/{n}"})
+    out = pd.DataFrame(rows).set_index("r")
+    m, bound, rv = out["median t4"].to_numpy(), out["median t4 is a lower bound"].to_numpy(), out.index.to_numpy()
+    local = np.full(len(out), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local[:-1] = np.log(m[:-1] / m[1:]) / np.log(rv[1:] / rv[:-1])
+    local[:-1][bound[1:]] = np.nan
+    out["local gamma"] = local
+    out["local gamma is a lower bound"] = bound & ~np.isnan(local)
+    return out

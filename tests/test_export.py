@@ -12,7 +12,7 @@ from grokbook import RunConfig
 from grokbook.chapters import get_chapter, load_profile, run_chapter
 from grokbook.cli import main
 from grokbook.store import RunStore
-from grokbook.sweeping import sweep
+from grokbook.sweeping import replicates, sweep
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 # floats read back exactly: pandas 3 parses them round-trip by default (and deprecates the option)
@@ -96,12 +96,13 @@ def test_export_chapter_exports_the_runs_it_used(tiny, tmp_path, capsys):
     chapter = get_chapter("grokking")
     params = {**{k: p.default for k, p in chapter.parameters.items()}, **load_profile("smoke", chapter)}
     config = RunConfig(**{k: v for k, v in params.items() if k in FIELDS})
+    configs = replicates([config, config.replace(r=params["control_r"])], params["seeds"])  # runs and controls
     assert record["profile"] == "smoke" and record["parameters"] == load_profile("smoke", chapter)
-    assert record["runs"] == [{"hash": store.key(config), "config": config.to_dict()}]
+    assert record["runs"] == [{"hash": store.key(c), "config": c.to_dict()} for c in configs]
     assert main(["export", "grokking", "-o", str(tmp_path / "out")]) == 0
-    check_exported(tmp_path / "out", [store.load(config)], [store.key(config)])
+    check_exported(tmp_path / "out", [store.load(c) for c in configs], [store.key(c) for c in configs])
     assert store.key(unused.config) not in {p.name.split(".")[0] for p in (tmp_path / "out").iterdir()}
-    assert "wrote 1 run to" in capsys.readouterr().out
+    assert f"wrote {len(configs)} runs to" in capsys.readouterr().out
 
 
 def common_prefix(names):

@@ -226,3 +226,27 @@ def test_run_outcome_uses_the_authors_thresholds():
     assert run_outcome(run) == "groks"  # t2 = 40, t4 = 600 >= 10 t2
     assert run_outcome(run, min_ratio=20) == "generalizes"
     assert run_outcome(run, reach=1.0) == "never fits"
+
+
+def test_fraction_table_medians_censoring_and_local_exponents():
+    from grokbook.phases import fraction_table
+
+    # t4 = 1000 r^-2 exactly at r = 0.2, 0.4, 0.8 (three runs each); at r = 0.1 two of three
+    # runs are censored at the budget of 100000 steps
+    r = np.repeat([0.1, 0.2, 0.4, 0.8], 3)
+    t4 = 1000 * r ** -2.0
+    t4[:2] = np.nan
+    t2 = np.full(12, 50.0)
+    t2[-1] = np.nan
+    budget = np.full(12, 100_000)
+    groks = ~np.isnan(t4)
+    table = fraction_table(r, t2, t4, budget, groks)
+    assert list(table.index) == [0.1, 0.2, 0.4, 0.8]
+    assert table.loc[0.1, "median t4"] == 100_000 and table.loc[0.1, "median t4 is a lower bound"]
+    assert table.loc[0.1, "generalized"] == "1/3" and table.loc[0.2, "grokked"] == "3/3"
+    np.testing.assert_allclose(table["local gamma"].to_numpy()[1:3], [2.0, 2.0])
+    # from the censored fraction the exponent is only bounded below; none from the largest
+    assert table.loc[0.1, "local gamma is a lower bound"] and not table.loc[0.2, "local gamma is a lower bound"]
+    assert np.isnan(table.loc[0.8, "local gamma"]) and table.loc[0.8, "median t2"] == 50.0
+    with pytest.raises(ValueError, match="length"):
+        fraction_table(r, t2[:-1], t4, budget, groks)

@@ -79,6 +79,7 @@ def test_grokbook_run_shows_the_notices_and_keeps_them_out_of_the_notebook(tmp_p
     out = tmp_path / "grokking.ipynb"
     assert main(["run", "grokking", "--profile", "smoke", "-o", str(out)]) == 0
     lines = notices(capfd.readouterr().err)
-    assert lines[0].startswith("run to train: p=7 ") and "steps=60" in lines[0]
-    assert 0 < seconds(lines[1]) < math.inf and lines[2].startswith("trained 1 run in ")
+    n = 6  # chapter 1's three seeds and their three controls
+    assert all(lines[i].startswith(f"run {i + 1}/{n} to train: p=7 ") and "steps=60" in lines[i] for i in range(n))
+    assert 0 < seconds(lines[n]) < math.inf and lines[n + 1].startswith(f"trained {n} runs in ")
     assert "grokbook: run" not in json.dumps(json.loads(out.read_text()))
