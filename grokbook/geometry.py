@@ -125,7 +125,8 @@ class NoiseWalk(NamedTuple):
     ``points``: ``(len(record), P)``, ``theta_s`` at the recorded steps; ``cos_init``:
     ``(steps,)``, ``cos(theta_t, theta_0)``; ``cos_update``: ``(steps,)``,
     ``cos(u_t, u_{t-1})`` with ``u_t = theta_{t+1} - theta_t`` (NaN at ``t = 0``): the
-    per-step series the trainer records as ``cos_init`` and ``cos_update``."""
+    per-step series the trainer records as ``cos_init`` and ``cos_update``; ``record``:
+    ``(len(record),)``, the steps of ``points``, ascending."""
 
     record: np.ndarray
     points: np.ndarray
@@ -143,7 +144,8 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
     trainer's linear warm-up of ``warmup_steps`` and eps 1e-8 (``torch.optim``'s
     update, in float64), each fed an independent standard Gaussian gradient. Its
     successive updates are correlated by the first-moment average alone (their cosine
-    tends to ``betas[0]``), and weight decay alone pulls it away from ``theta0``; a real
+    tends to ``betas[0]``), and the noise and the weight decay both carry it away from
+    ``theta0``; a real
     trajectory's cosines are compared with this walk's, not with an isotropic one's.
     ``record``: steps (in ``0 .. steps``) whose ``theta`` is kept (default ``0`` and
     ``steps``).
@@ -155,8 +157,9 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
         raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not (lr > 0 and weight_decay >= 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-        raise ValueError(f"need lr > 0, weight_decay >= 0 and betas in [0, 1), got {lr}, {weight_decay}, {betas}")
+    if not (lr > 0 and weight_decay >= 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1 and warmup_steps >= 0):
+        raise ValueError(f"need lr > 0, weight_decay >= 0, betas in [0, 1) and warmup_steps >= 0, "
+                         f"got {lr}, {weight_decay}, {betas}, {warmup_steps}")
     if not torch.all(torch.isfinite(x0)) or not torch.any(x0 != 0):
         raise ValueError("theta0 must be finite and not zero")
     record = np.unique(np.asarray([0, steps] if record is None else record, dtype=np.int64))
@@ -303,16 +306,22 @@ def fourier_power(embedding) -> np.ndarray:
 def fourier_plane(embedding, k: int) -> np.ndarray:
     """The embeddings in the plane of frequency ``k``: ``(p, 2)`` coordinates.
 
-    ``embedding``: ``(p, d)``. The plane is spanned by the real and imaginary parts of
-    the ``k``-th Fourier coefficient (a ``d``-vector each); the centred rows are
-    projected on an orthonormal basis of it. An embedding ``a cos(2 pi k x / p) +
-    b sin(2 pi k x / p)`` with orthonormal ``a``, ``b`` gives the points of a unit circle
-    visited in steps of ``2 pi k / p``.
+    ``embedding``: ``(p, d)`` with ``d >= 2``; ``k`` in ``1 .. (p - 1) // 2`` (below the
+    Nyquist frequency, where the plane is defined). The plane is spanned by the real and
+    minus the imaginary part of the ``k``-th Fourier coefficient (a ``d``-vector each,
+    the embedding's ``cos`` and ``sin`` components); the centred rows are projected on
+    its orthonormal (Gram-Schmidt) basis, the first axis along the ``cos`` component and
+    the second on the side of the ``sin`` one. An embedding ``a cos(2 pi k x / p) +
+    b sin(2 pi k x / p)`` with orthonormal ``a``, ``b`` gives the points
+    ``(cos(2 pi k x / p), sin(2 pi k x / p))`` of the unit circle.
     """
     e = _embedding(embedding)
     p = e.shape[0]
-    if int(k) != k or not 1 <= k <= p // 2:
-        raise ValueError(f"k must be an integer frequency in 1..{p // 2}, got {k!r}")
+    if e.shape[1] < 2:
+        raise ValueError(f"embedding needs at least 2 columns for a plane, got {e.shape[1]}")
+    if int(k) != k or not 1 <= k <= (p - 1) // 2:
+        raise ValueError(f"k must be an integer frequency in 1..{(p - 1) // 2}, got {k!r}")
     c = np.fft.rfft(e, axis=0)[int(k)]
-    basis, _ = np.linalg.qr(np.stack([c.real, -c.imag], axis=1))
+    basis, r = np.linalg.qr(np.stack([c.real, -c.imag], axis=1))
+    basis = basis * np.where(np.diag(r) < 0, -1.0, 1.0)  # QR's signs are arbitrary
     return (e - e.mean(axis=0)) @ basis

@@ -198,23 +198,24 @@ def onset_alignment(onsets, gain_steps, k: int) -> float:
 
 
 def shuffled_baseline(onsets, gain_steps, k: int, n_steps: int, n_shuffles: int = 1000,
-                      seed: int = 0) -> Baseline:
+                      seed: int = 0, start: int = 0) -> Baseline:
     """:func:`onset_alignment` with the onsets placed at random: the chance level.
 
     Each shuffle draws ``len(onsets)`` onsets independently and uniformly from the
-    integers ``0 .. n_steps - 1`` (with replacement). For ``m`` onsets and a gain at
+    integers ``start .. n_steps - 1`` (with replacement; ``start``: the first step where
+    the real onsets were looked for). For ``m`` onsets and a gain at
     ``g`` with ``k <= g < n_steps`` the expected fraction is ``1 - (1 - (k+1)/n_steps)^m``.
     Returns the mean over ``n_shuffles`` shuffles and the 2.5 / 97.5 percentiles.
     """
     gains = np.asarray(gain_steps, dtype=np.int64).ravel()
     m = np.asarray(onsets).size
-    if n_steps < 1 or n_shuffles < 1:
-        raise ValueError(f"need n_steps >= 1 and n_shuffles >= 1, got {n_steps}, {n_shuffles}")
+    if not 0 <= start < n_steps or n_shuffles < 1:
+        raise ValueError(f"need 0 <= start < n_steps and n_shuffles >= 1, got {start}, {n_steps}, {n_shuffles}")
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     if len(gains) == 0:
         return Baseline(float("nan"), float("nan"), float("nan"))
-    draws = np.sort(np.random.default_rng(seed).integers(0, n_steps, size=(n_shuffles, m)), axis=1)
+    draws = np.sort(np.random.default_rng(seed).integers(start, n_steps, size=(n_shuffles, m)), axis=1)
     fractions = np.array([_aligned(row, gains, k) for row in draws])
     low, high = np.percentile(fractions, [2.5, 97.5])
     return Baseline(float(fractions.mean()), float(low), float(high))
@@ -249,14 +250,16 @@ def lazy_departures(cos_update, threshold: float = 0.9, skip: int = 0, merge: in
 
 
 def near_events(events, steps, k: int, n_steps: int, n_shuffles: int = 1000,
-                seed: int = 0) -> tuple[float, Baseline]:
+                seed: int = 0, start: int = 0) -> tuple[float, Baseline]:
     """Fraction of ``steps`` with an event at most ``k`` steps before or after, and its
-    chance level with as many events placed at random (:func:`shuffled_baseline`).
+    chance level with as many events placed at random in ``start .. n_steps - 1``
+    (:func:`shuffled_baseline`).
     ``events``, ``steps``: 1-D step indices; NaN when ``steps`` is empty."""
     # shifting the steps by +k turns the two-sided window into onset_alignment's [0, 2k]
     shifted = np.asarray(steps, dtype=np.int64).ravel() + k
     return (onset_alignment(events, shifted, 2 * k),
-            shuffled_baseline(events, shifted, 2 * k, n_steps=n_steps, n_shuffles=n_shuffles, seed=seed))
+            shuffled_baseline(events, shifted, 2 * k, n_steps=n_steps, n_shuffles=n_shuffles, seed=seed,
+                              start=start))
 
 
 def transitions(gain_steps, gap: int) -> np.ndarray:
@@ -281,18 +284,20 @@ class Pooled(NamedTuple):
 
 
 def pooled_alignment(runs: list[tuple[np.ndarray, np.ndarray, int]], k: int, n_shuffles: int = 1000,
-                     seed: int = 0) -> Pooled:
+                     seed: int = 0, start: int = 0) -> Pooled:
     """:func:`onset_alignment` pooled over independent runs, with its chance level.
 
     ``runs``: ``(events, steps, n_steps)`` per run. A step is aligned when an event of
     its own run precedes it by at most ``k`` steps. Each shuffle places every run's
-    events uniformly at random over its own ``0 .. n_steps - 1`` (as
+    events uniformly at random over its own ``start .. n_steps - 1`` (as
     :func:`shuffled_baseline`) and pools the aligned fraction; the chance level is the
     mean and the 2.5 / 97.5 percentiles of the pooled fractions (NaN when no run has a
     step).
     """
     if k < 0 or n_shuffles < 1:
         raise ValueError(f"need k >= 0 and n_shuffles >= 1, got {k}, {n_shuffles}")
+    if any(not 0 <= start < n_steps for _, _, n_steps in runs):
+        raise ValueError(f"every run needs 0 <= start < n_steps (start {start})")
     rng = np.random.default_rng(seed)
     aligned, total, counts = 0, 0, np.zeros(n_shuffles)
     for events, steps, n_steps in runs:
@@ -302,7 +307,7 @@ def pooled_alignment(runs: list[tuple[np.ndarray, np.ndarray, int]], k: int, n_s
             continue
         total += len(steps)
         aligned += int(round(onset_alignment(events, steps, k) * len(steps)))
-        draws = np.sort(rng.integers(0, n_steps, size=(n_shuffles, m)), axis=1)
+        draws = np.sort(rng.integers(start, n_steps, size=(n_shuffles, m)), axis=1)
         counts += np.array([_aligned(row, steps, k) for row in draws]) * len(steps)
     if total == 0:
         return Pooled(0, 0, Baseline(float("nan"), float("nan"), float("nan")))

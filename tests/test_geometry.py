@@ -247,6 +247,9 @@ def test_fourier_plane_draws_the_circle():
     p, k = 13, 4
     plane = fourier_plane(_circle_embedding(p, k, noise=0.0), k)
     np.testing.assert_allclose(np.linalg.norm(plane, axis=1), 1.0, atol=1e-12)
+    x = np.arange(p)  # the axes are the cos and sin components, signs included
+    np.testing.assert_allclose(plane, np.stack([np.cos(2 * np.pi * k * x / p), np.sin(2 * np.pi * k * x / p)], 1),
+                               atol=1e-12)
     angles = np.angle(plane[:, 0] + 1j * plane[:, 1])
     turn = np.mod(np.diff(angles), 2 * np.pi)  # one direction of travel, the same turn every token
     np.testing.assert_allclose(turn, turn[0], atol=1e-9)
@@ -260,3 +263,7 @@ def test_fourier_functions_reject_bad_input():
         fourier_power(np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="frequency"):
         fourier_plane(np.ones((7, 2)), 4)
+    with pytest.raises(ValueError, match="frequency"):
+        fourier_plane(np.ones((8, 2)), 4)  # the Nyquist frequency of p = 8 has no plane
+    with pytest.raises(ValueError, match="columns"):
+        fourier_plane(np.ones((7, 1)), 2)

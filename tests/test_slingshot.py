@@ -188,3 +188,19 @@ def test_validation_gains_and_new_highs():
     np.testing.assert_array_equal(validation_gains(steps, acc, 0.05, skip=35), [50, 60])
     with pytest.raises(ValueError, match="length"):
         validation_gains(steps, acc[:-1], 0.05)
+
+
+def test_shuffles_place_events_where_the_real_ones_were_looked_for():
+    # gains at 110..119 and one event: with events drawn from step 100 on, the expected
+    # fraction is P(an event in [g - k, g]) = (k + 1) / (n_steps - start) for each gain
+    gains, k, n_steps, start = np.arange(110, 120), 10, 300, 100
+    low = shuffled_baseline([0], gains, k, n_steps, n_shuffles=20_000, seed=3, start=start)
+    assert low.mean == pytest.approx((k + 1) / (n_steps - start), abs=0.01)
+    pooled = pooled_alignment([([0], gains, n_steps)], k, n_shuffles=20_000, seed=3, start=start)
+    assert pooled.chance == low
+    near = near_events([0], gains, k, n_steps, n_shuffles=20_000, seed=3, start=start)[1]
+    assert near.mean == pytest.approx((2 * k + 1) / (n_steps - start), abs=0.01)
+    with pytest.raises(ValueError, match="start"):
+        shuffled_baseline([0], gains, k, n_steps, start=n_steps)
+    with pytest.raises(ValueError, match="start"):
+        pooled_alignment([([0], gains, n_steps)], k, start=-1)
