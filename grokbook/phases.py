@@ -142,7 +142,10 @@ class PowerLawFit:
     bounds with ``censoring="lower_bound"``, so 0 with ``"exclude_r"``).
     ``gamma_at_bound``: the point estimate of ``gamma`` lies within 1% of ``gamma_max``
     of a bound of its search range ``[0, gamma_max]``, i.e. the data do not pin it down (e.g. as few fractions as
-    parameters, or a jump rather than a power law).
+    parameters, or a jump rather than a power law). ``f1_at_bound``: the fitted time at
+    r = 1, ``a + b``, which the parameterisation keeps positive, is below 1% of the
+    shortest time fitted: the fit runs into that bound (``b`` close to ``-a``), and its
+    parameters are not identified either. :attr:`at_bound` is either flag.
     """
 
     a: float
@@ -159,6 +162,12 @@ class PowerLawFit:
     boot: np.ndarray
     n_failed: int
     gamma_at_bound: bool = False
+    f1_at_bound: bool = False
+
+    @property
+    def at_bound(self) -> bool:
+        """The point estimate sits on a bound of the parameterisation (``gamma`` or ``f(1)``)."""
+        return self.gamma_at_bound or self.f1_at_bound
 
     def predict(self, r: np.ndarray | float) -> np.ndarray:
         """The fitted time (steps) at train fraction(s) ``r``."""
@@ -251,7 +260,8 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
     fractions with at least one uncensored time (three parameters); ``ValueError``
     otherwise, and for inconsistent shapes or impossible values. ``gamma`` is searched in
     ``[0, gamma_max]``; a point estimate on that bound is flagged in
-    :attr:`PowerLawFit.gamma_at_bound`.
+    :attr:`PowerLawFit.gamma_at_bound`, one whose ``f(1) = a + b`` runs to zero in
+    :attr:`PowerLawFit.f1_at_bound`.
 
     With few seeds per fraction the percentile bootstrap is somewhat narrow (a resample
     of ``n`` seeds has on average ``(n - 1) / n`` of their variance): read the interval as
@@ -318,7 +328,8 @@ def fit_power_law(r: Sequence[float], t: Sequence[float], censored: Optional[Seq
 
     return PowerLawFit(float(point[0]), float(point[1]), float(point[2]), ci(0), ci(1), ci(2), level,
                        censoring, np.unique(r), excluded, int(cens.sum()), boot_arr, failed,
-                       bool(min(point[1], gamma_max - point[1]) <= 0.01 * gamma_max))
+                       bool(min(point[1], gamma_max - point[1]) <= 0.01 * gamma_max),
+                       bool(point[0] + point[2] < 0.01 * t.min()))
 
 
 def fraction_table(r, t2, t4, budget, groks):

@@ -69,7 +69,7 @@ def test_noise_free_data_is_recovered_exactly():
     # every bootstrap resample of exact data is exact data: the interval collapses on the truth
     assert fit.gamma_ci == pytest.approx((3.0, 3.0), rel=1e-4)
     assert fit.n_censored == 0 and len(fit.r_excluded) == 0 and fit.n_failed == 0
-    assert not fit.gamma_at_bound
+    assert not fit.at_bound
     np.testing.assert_allclose(fit.predict(R_GRID), power_law(R_GRID, 40.0, 3.0, 200.0), rtol=1e-5)
 
 
@@ -169,7 +169,20 @@ def test_unidentified_exponent_is_flagged():
     """Three fractions, flat at two of them and a jump at the third: no power law with
     gamma < gamma_max fits, and the estimate sits on the bound, flagged."""
     fit = fit_power_law([0.6, 0.75, 0.9], [63.0, 33.0, 33.0], n_boot=0, gamma_max=20.0)
-    assert fit.gamma >= 19.8 and fit.gamma_at_bound
+    assert fit.gamma >= 19.8 and fit.gamma_at_bound and fit.at_bound
+
+
+def test_fit_running_into_zero_at_r1_is_flagged():
+    """t = 100 (r^-2 - 1) exactly: the best curve has f(1) = a + b = 0, which the
+    parameterisation only approaches; the fit is flagged at that bound, not on gamma. The
+    same curve shifted up by 50 steps (f(1) = 50) is not flagged."""
+    r = np.repeat([0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 2)
+    fit = fit_power_law(r, 100.0 * (r ** -2.0 - 1.0), n_boot=0)
+    assert fit.a + fit.b < 0.01 * (100.0 * (0.8 ** -2.0 - 1.0))
+    assert fit.f1_at_bound and fit.at_bound and not fit.gamma_at_bound
+    shifted = fit_power_law(r, 100.0 * (r ** -2.0 - 1.0) + 50.0, n_boot=0)
+    assert shifted.a + shifted.b == pytest.approx(50.0, rel=1e-3)
+    assert not shifted.f1_at_bound and not shifted.at_bound
 
 
 def test_exclusion_that_leaves_too_few_fractions_names_them():
