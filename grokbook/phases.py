@@ -370,3 +370,26 @@ def fraction_table(r, t2, t4, budget, groks):
     out["local gamma"] = local
     out["local gamma is a lower bound"] = bound & ~np.isnan(local)
     return out
+
+
+def censored_spearman(x, t, censored) -> float:
+    """Spearman's rank correlation of ``x`` and times ``t`` (``(n,)`` each) when some
+    times are censored (``censored``, ``(n,)`` booleans: not reached within a budget that
+    every run shares): a censored time ranks above every observed one, the censored
+    runs tied among themselves, whatever value ``t`` holds for them (NaN allowed). NaN
+    if fewer than two distinct ``x`` or if every time ties."""
+    from scipy.stats import spearmanr
+
+    x, t = np.asarray(x, dtype=np.float64).ravel(), np.asarray(t, dtype=np.float64).ravel()
+    censored = np.asarray(censored, dtype=bool).ravel()
+    if not (x.shape == t.shape == censored.shape):
+        raise ValueError(f"x {x.shape}, t {t.shape} and censored {censored.shape} must have one length")
+    if np.isnan(t[~censored]).any():
+        raise ValueError("an observed (not censored) time is NaN")
+    observed = t[~censored]
+    top = (observed.max() if len(observed) else 0.0) + 1.0
+    ranked = np.where(censored, top, t)
+    if len(np.unique(x)) < 2 or len(np.unique(ranked)) < 2:
+        return float("nan")
+    return float(spearmanr(x, ranked).statistic)
+

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from grokbook.phases import PhaseTimes, first_crossing, is_grokking, phase_bands, phase_times
+from scipy.stats import spearmanr
+
+from grokbook.phases import PhaseTimes, censored_spearman, first_crossing, is_grokking, phase_bands, phase_times
 
 
 def sigmoid_curve(steps, centre, width=5.0, low=0.0):
@@ -263,3 +265,36 @@ def test_fraction_table_medians_censoring_and_local_exponents():
     assert np.isnan(table.loc[0.8, "local gamma"]) and table.loc[0.8, "median t2"] == 50.0
     with pytest.raises(ValueError, match="length"):
         fraction_table(r, t2[:-1], t4, budget, groks)
+
+
+def test_censored_spearman_closed_forms():
+    """Times falling with x and the censored runs at the smallest x: a perfect
+    decreasing order, rho = -1 exactly, whatever value the censored entries hold."""
+    x = [0.3, 0.3, 0.5, 0.6, 0.8]
+    assert censored_spearman(x, [np.nan, 7.0, 300.0, 200.0, 100.0], [True, True, False, False, False]) == -1.0
+    # a censored run at the largest x breaks the order: the same rho as its time set above all
+    got = censored_spearman([0.3, 0.5, 0.9], [300.0, 100.0, np.nan], [False, False, True])
+    assert got == pytest.approx(spearmanr([0.3, 0.5, 0.9], [2, 1, 3]).statistic)
+    assert np.isnan(censored_spearman([0.5, 0.5], [1.0, 2.0], [False, False]))  # one distinct x
+
+
+def test_censored_spearman_matches_scipy_with_ties():
+    """Oracle: scipy's spearmanr on ranks written by hand, censored runs tied at the top."""
+    rng = np.random.default_rng(3)
+    x = np.repeat([0.4, 0.5, 0.6, 0.7], 3)
+    t = rng.uniform(100, 1000, len(x))
+    cens = np.zeros(len(x), bool)
+    cens[[0, 1, 4]] = True
+    ranks = np.empty(len(x))
+    order = np.argsort(np.where(cens, np.inf, t))
+    ranks[order] = np.arange(1, len(x) + 1, dtype=float)
+    ranks[cens] = ranks[cens].mean()  # ties share their mean rank
+    assert censored_spearman(x, t, cens) == pytest.approx(spearmanr(x, ranks).statistic, rel=1e-12)
+
+
+def test_censored_spearman_bad_input():
+    with pytest.raises(ValueError, match="one length"):
+        censored_spearman([0.1, 0.2], [1.0], [False, False])
+    with pytest.raises(ValueError, match="observed"):
+        censored_spearman([0.1, 0.2], [np.nan, 1.0], [False, False])
+
