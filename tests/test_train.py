@@ -179,6 +179,48 @@ def test_the_models_shortcuts_compute_the_plain_transformer_exactly(float64, n_l
     torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("batched_tables, batched_idx", [(False, False), (True, False), (True, True),
+                                                          (False, True)])
+def test_gather_is_rows_of_the_table_with_the_one_hot_gradient(float64, batched_tables, batched_idx):
+    """``gather`` under ``torch.vmap`` over tables, indices or both (and alone), against
+    the dense oracle, the product with a one-hot matrix: the rows, the gradient and a
+    second-order product through it (the Hessian chapters' double backward)."""
+    from grokbook.models import gather
+
+    gen = torch.Generator().manual_seed(0)
+    B, R, d, shape = 3, 7, 5, (6, 4)
+    tables = torch.randn(B, R, d, generator=gen).requires_grad_(True)
+    idx = torch.randint(0, R, (B, *shape), generator=gen)
+    w = torch.randn(B, *shape, d, generator=gen)
+
+    def loss(rows, w):
+        return (rows ** 2 * w).sum()
+
+    def ours(tables):
+        tab_in, idx_in = tables if batched_tables else tables[0], idx if batched_idx else idx[0]
+        if not (batched_tables or batched_idx):
+            return loss(gather(tab_in, idx_in), w[0])[None], gather(tab_in, idx_in)[None]
+        dims = (0 if batched_tables else None, 0 if batched_idx else None)
+        f = lambda tab, i, w: (loss(gather(tab, i), w), gather(tab, i))
+        return torch.vmap(f, in_dims=(*dims, 0))(tab_in, idx_in, w)
+
+    def oracle(tables):
+        n = B if batched_tables or batched_idx else 1
+        rows = [(F.one_hot(idx[b if batched_idx else 0].flatten(), R).to(tables.dtype)
+                 @ tables[b if batched_tables else 0]).view(*shape, d) for b in range(n)]
+        return torch.stack([loss(r, w[b]) for b, r in enumerate(rows)]), torch.stack(rows)
+
+    results = []
+    for fn in (ours, oracle):
+        out, rows = fn(tables)
+        (grad,) = torch.autograd.grad(out.sum(), tables, create_graph=True)
+        (hvp,) = torch.autograd.grad((grad * grad.detach()).sum(), tables)
+        results.append((rows, out, grad, hvp))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert results[0][2].abs().sum() > 0 and results[0][3].abs().sum() > 0
+
+
 def test_run_to_frame_holds_every_value(tiny):
     run = fit(tiny.replace(steps=12), progress=False)
     steps = run.to_frame()
