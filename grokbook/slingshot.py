@@ -215,8 +215,19 @@ def shuffled_baseline(onsets, gain_steps, k: int, n_steps: int, n_shuffles: int 
         raise ValueError(f"k must be >= 0, got {k}")
     if len(gains) == 0:
         return Baseline(float("nan"), float("nan"), float("nan"))
-    draws = np.sort(np.random.default_rng(seed).integers(start, n_steps, size=(n_shuffles, m)), axis=1)
-    fractions = np.array([_aligned(row, gains, k) for row in draws])
+    return _summary(_shuffled(np.random.default_rng(seed), m, gains, k, start, n_steps, n_shuffles))
+
+
+def _shuffled(rng: np.random.Generator, m: int, gains: np.ndarray, k: int, start: int, n_steps: int,
+              n_shuffles: int) -> np.ndarray:
+    """The aligned fraction of ``gains`` for each of ``n_shuffles`` draws of ``m``
+    onsets uniform over ``start .. n_steps - 1``: ``(n_shuffles,)``."""
+    draws = np.sort(rng.integers(start, n_steps, size=(n_shuffles, m)), axis=1)
+    return np.array([_aligned(row, gains, k) for row in draws])
+
+
+def _summary(fractions: np.ndarray) -> Baseline:
+    """Mean and 2.5 / 97.5 percentiles of shuffled fractions."""
     low, high = np.percentile(fractions, [2.5, 97.5])
     return Baseline(float(fractions.mean()), float(low), float(high))
 
@@ -307,13 +318,10 @@ def pooled_alignment(runs: list[tuple[np.ndarray, np.ndarray, int]], k: int, n_s
             continue
         total += len(steps)
         aligned += int(round(onset_alignment(events, steps, k) * len(steps)))
-        draws = np.sort(rng.integers(start, n_steps, size=(n_shuffles, m)), axis=1)
-        counts += np.array([_aligned(row, steps, k) for row in draws]) * len(steps)
+        counts += _shuffled(rng, m, steps, k, start, n_steps, n_shuffles) * len(steps)
     if total == 0:
         return Pooled(0, 0, Baseline(float("nan"), float("nan"), float("nan")))
-    fractions = counts / total
-    low, high = np.percentile(fractions, [2.5, 97.5])
-    return Pooled(aligned, total, Baseline(float(fractions.mean()), float(low), float(high)))
+    return Pooled(aligned, total, _summary(counts / total))
 
 
 def validation_gains(val_steps, val_acc, threshold: float, skip: int = 0, new_high: bool = False) -> np.ndarray:
