@@ -310,6 +310,22 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
+def adam_update(t: int, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                lr: torch.Tensor | float, decoupled_wd: torch.Tensor | float,
+                betas: tuple[float, float]) -> None:
+    """Iteration ``t``'s Adam update of ``w`` in place, with ``torch.optim``'s arithmetic
+    (eps 1e-8): the moments ``m``, ``v`` (shaped as ``w``) take the gradient ``g``, and
+    ``w`` first shrinks by ``1 - lr * decoupled_wd`` (AdamW; 0 for Adam, whose L2 decay
+    is in ``g``). ``lr`` and ``decoupled_wd`` are numbers or ``(M, 1)`` per-row tensors."""
+    b1, b2 = betas
+    if not (isinstance(decoupled_wd, float) and decoupled_wd == 0.0):
+        w.mul_(1 - lr * decoupled_wd)
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
+    w.sub_(lr / (1 - b1 ** (t + 1)) * (m / denom))
+
+
 class Core:
     """The stacked training state of ``configs`` (equal :func:`stack_key`), from
     scratch or from ``states`` (one per config, all of the same step)."""
@@ -437,13 +453,7 @@ class Core:
             m.mul_(c.momentum).add_(g)
             w.sub_(lr * m)
             return
-        b1, b2 = c.betas
-        if c.optimizer == "adamw":
-            w.mul_(1 - lr * self.wd)
-        m.lerp_(g, 1 - b1)
-        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (self.v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
-        w.sub_(lr / (1 - b1 ** (t + 1)) * (m / denom))
+        adam_update(t, w, m, self.v, g, lr, self.wd if c.optimizer == "adamw" else 0.0, c.betas)
 
     def diverged(self, upto: int) -> np.ndarray:
         """Per row, the first iteration before ``upto`` whose loss is not finite, or -1."""

@@ -7,7 +7,6 @@ order (a CPU torch tensor is accepted too). Everything is computed in float64.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -152,6 +151,8 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
     """
     import torch
 
+    from .core import adam_update
+
     x0 = torch.tensor(np.asarray(theta0, dtype=np.float64).ravel())
     if optimizer not in ("adam", "adamw"):
         raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
@@ -165,7 +166,6 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
     record = np.unique(np.asarray([0, steps] if record is None else record, dtype=np.int64))
     if record.size and (record[0] < 0 or record[-1] > steps):
         raise ValueError(f"record steps must lie in 0..{steps}")
-    b1, b2 = betas
     w, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
     g, u, before = torch.empty_like(x0), torch.empty_like(x0), torch.empty_like(x0)
     rng, noise = np.random.default_rng(seed), g.numpy()  # noise shares g's memory
@@ -184,13 +184,8 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
         rng.standard_normal(out=noise)
         rate = lr * min(1.0, (t + 1) / warmup_steps) if warmup_steps else lr
         if optimizer == "adam":  # L2 decay through the gradient
-            g.add_(w, alpha=weight_decay)
-        else:
-            w.mul_(1 - rate * weight_decay)
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
-        w.addcdiv_(m, denom, value=-rate / (1 - b1 ** (t + 1)))
+            g.add_(w * weight_decay)
+        adam_update(t, w, m, v, g, rate, float(weight_decay) if optimizer == "adamw" else 0.0, betas)
         torch.sub(w, before, out=before)  # before is now u_t
         u_norm = float(before.norm())
         if t:
