@@ -311,14 +311,15 @@ def _keep_freed_memory() -> None:
 
 
 def adam_update(t: int, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
-                lr: torch.Tensor | float, decoupled_wd: torch.Tensor | float,
+                lr: torch.Tensor | float, decoupled_wd: torch.Tensor | float | None,
                 betas: tuple[float, float]) -> None:
     """Iteration ``t``'s Adam update of ``w`` in place, with ``torch.optim``'s arithmetic
     (eps 1e-8): the moments ``m``, ``v`` (shaped as ``w``) take the gradient ``g``, and
-    ``w`` first shrinks by ``1 - lr * decoupled_wd`` (AdamW; 0 for Adam, whose L2 decay
-    is in ``g``). ``lr`` and ``decoupled_wd`` are numbers or ``(M, 1)`` per-row tensors."""
+    with ``decoupled_wd`` (AdamW) ``w`` first shrinks by ``1 - lr * decoupled_wd``; None
+    for Adam, whose L2 decay is already in ``g``. ``lr`` and ``decoupled_wd`` are numbers
+    or ``(M, 1)`` per-row tensors."""
     b1, b2 = betas
-    if not (isinstance(decoupled_wd, float) and decoupled_wd == 0.0):
+    if decoupled_wd is not None:
         w.mul_(1 - lr * decoupled_wd)
     m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -453,7 +454,7 @@ class Core:
             m.mul_(c.momentum).add_(g)
             w.sub_(lr * m)
             return
-        adam_update(t, w, m, self.v, g, lr, self.wd if c.optimizer == "adamw" else 0.0, c.betas)
+        adam_update(t, w, m, self.v, g, lr, self.wd if c.optimizer == "adamw" else None, c.betas)
 
     def diverged(self, upto: int) -> np.ndarray:
         """Per row, the first iteration before ``upto`` whose loss is not finite, or -1."""

@@ -185,7 +185,7 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
         rate = lr * min(1.0, (t + 1) / warmup_steps) if warmup_steps else lr
         if optimizer == "adam":  # L2 decay through the gradient
             g.add_(w * weight_decay)
-        adam_update(t, w, m, v, g, rate, float(weight_decay) if optimizer == "adamw" else 0.0, betas)
+        adam_update(t, w, m, v, g, rate, weight_decay if optimizer == "adamw" else None, betas)
         torch.sub(w, before, out=before)  # before is now u_t
         u_norm = float(before.norm())
         if t:
