@@ -1,0 +1,8 @@
+"""The experiments layer: between the analysis library and the chapters.
+
+- :mod:`~grokbook.experiments.thresholds`: the one set of phase thresholds (the
+  authors' 5% and 99% and one delay ratio) and each chapter's registered departures;
+- :mod:`~grokbook.experiments.verdicts`: the shared verdict rules (seeds against
+  matched controls, a decision from an interval, "not testable"), pure functions of
+  measured values.
+"""
