@@ -4,8 +4,10 @@ The plain loop is how public grokking repositories train: the same model (same c
 same size, same data), ``torch.optim.AdamW`` with a ``LambdaLR`` warm-up, ``loss.item()``
 logged every step, and the validation set evaluated once per epoch. grokbook's trainer
 records its eight per-step metrics (loss, accuracy, gradient norm, two weight norms,
-three cosines) and evaluates validation on its own schedule (every epoch, at most
-every step, until 1% of the step is longer than an epoch, then every 1% of the step).
+three cosines) and evaluates validation on its own schedule (``core.validation_schedule``
+with the spacing that keeps its estimated cost within 10% of the training steps, then
+every 1% of the step; the steps where validation accuracy first reaches each level are
+placed exactly by replaying the crossing run, which this figure includes).
 The peer column is the same loop computing what danielmamay/grokking's model computes: every
 position in every block and the read-out at every position, of which the loss takes the
 last (grokbook's model computes the last block and the read-out at the answer position
@@ -96,7 +98,7 @@ def grokbook_trainer(cfg: RunConfig, device: torch.device, validate: bool = True
     ``validate`` only the final weights are validated."""
     schedule = core_module.validation_schedule
     if not validate:
-        core_module.validation_schedule = lambda steps, epoch=1: np.array([steps])
+        core_module.validation_schedule = lambda steps, spacing=1: np.array([steps])
     try:
         start = time.perf_counter()
         fit(cfg, progress=False, device=device)
@@ -170,7 +172,10 @@ def main() -> None:
         # validation passes (grokbook: its schedule; the plain loop: one per epoch)
         epoch = core_module.steps_per_epoch(cfg, len(make_dataset(cfg).train_y))
         val_g, val_p, val_peer = validation_pass_s(cfg, device)
-        full_g = full / g + len(core_module.validation_schedule(full, epoch)) * val_g
+        data = make_dataset(cfg)
+        spacing = core_module.validation_spacing(
+            full, core_module.validation_cost(cfg, len(data.train_y), len(data.val_y)))
+        full_g = full / g + len(core_module.validation_schedule(full, spacing)) * val_g
         full_p = full / p + (full // epoch) * val_p
         full_peer = full / p_peer + (full // epoch) * val_peer
         print(f"{label:<30}{cfg.steps:>6}{gv:>13.2f}{peer:>9.2f}{gv / peer:>7.2f}{pv:>10.2f}{gv / pv:>7.2f}"

@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .config import RunConfig
+from .experiments.thresholds import crossing_levels
 from .models import build_model, last_layer
 from .tasks import Dataset, make_dataset
 
@@ -51,6 +52,9 @@ METRICS = (
     "cos_update",       # cos(theta_{t+1} - theta_t, theta_t - theta_{t-1}); NaN at t = 0
 )
 
+#: Validation accuracies whose first step the core places exactly (see :class:`Core`).
+VALIDATION_LEVELS = crossing_levels()
+
 #: Fields in which the runs stacked in one core may differ.
 VARYING = ("lr", "weight_decay", "seed")
 
@@ -62,14 +66,44 @@ def stack_key(config: RunConfig) -> RunConfig:
     return config.replace(**{k: getattr(default, k) for k in VARYING})
 
 
-def validation_schedule(steps: int, epoch: int = 1) -> np.ndarray:
-    """Steps at which validation is measured: every ``epoch`` steps (the iterations of
-    one pass over the training set; 1 with full batches) while that is at most 1% of
-    the step, then a spacing of at most 1% of the step; plus ``steps``. So t3 and t4
-    are placed within 1%, or within one epoch early on: a minibatch run does not pay a
-    pass over the validation set for every few training examples it sees."""
+#: Validation may cost at most this share of a run's training steps, as estimated by
+#: :func:`validation_cost` (the estimate is close at train fractions near 0.5 and
+#: overstates the cost below; ``benchmarks/trainer_speed.py`` measures the share).
+VALIDATION_BUDGET = 0.10
+
+
+def validation_cost(config: RunConfig, n_train: int, n_val: int) -> float:
+    """One validation's cost in training steps, estimated from sizes: a forward pass over
+    the ``n_val`` validation examples against a forward and a backward pass (about three
+    forwards) over one batch of ``batch_size`` (or all ``n_train``) examples."""
+    b = config.batch_size if config.batch_size and config.batch_size < n_train else n_train
+    return n_val / (3 * max(b, 1))
+
+
+def validation_schedule(steps: int, spacing: int = 1) -> np.ndarray:
+    """Steps at which validation is measured: every ``spacing`` steps while that is at
+    most 1% of the step, then a spacing of 1% of the step; plus ``steps``. The core
+    places the steps where validation accuracy first reaches each of
+    :data:`VALIDATION_LEVELS` exactly, between two of these (:class:`Core`)."""
     t = np.arange(steps + 1)
-    return t[(t % np.maximum(epoch, t // 100) == 0) | (t == steps)]
+    return t[(t % np.maximum(spacing, t // 100) == 0) | (t == steps)]
+
+
+def validation_spacing(steps: int, cost: float, budget: float = VALIDATION_BUDGET) -> int:
+    """The smallest spacing whose :func:`validation_schedule` over ``steps`` costs at
+    most ``budget`` of the training steps, each validation ``cost`` steps. 1 (every step
+    early on, then every 1%) whenever that is within budget: full-batch runs at train
+    fractions of about 0.4 and above keep the schedule they always had."""
+    if cost * len(validation_schedule(steps, 1)) <= budget * steps:
+        return 1
+    lo, hi = 1, max(2, steps)  # cost(lo) over budget; cost(hi): at most 101 validations
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cost * len(validation_schedule(steps, mid)) <= budget * steps:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def snapshot_schedule(steps: int, n: int) -> np.ndarray:
@@ -227,7 +261,9 @@ class Run:
 class TrainState:
     """One run's state after ``step`` iterations: everything needed to continue it
     exactly (a checkpoint). Tensors are ``(n_params,)`` on the CPU; ``metrics`` is
-    ``(step, len(METRICS))``; ``val`` rows are ``(step, loss, acc)``."""
+    ``(step, len(METRICS))``; ``val`` rows are ``(step, loss, acc)``;
+    ``at_validation`` is ``(step, weights, m, v)`` at the last scheduled validation, from
+    which a crossing found at the next one is placed (None: not kept)."""
 
     step: int
     flat: torch.Tensor
@@ -238,6 +274,7 @@ class TrainState:
     theta0: torch.Tensor
     prev_delta: torch.Tensor
     wall_time_s: float = 0.0
+    at_validation: Optional[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -329,7 +366,18 @@ def adam_update(t: int, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: to
 
 class Core:
     """The stacked training state of ``configs`` (equal :func:`stack_key`), from
-    scratch or from ``states`` (one per config, all of the same step)."""
+    scratch or from ``states`` (one per config, all of the same step).
+
+    Validation runs on :func:`validation_schedule` with the spacing that keeps its cost
+    within :data:`VALIDATION_BUDGET`. When a row's validation accuracy first reaches one
+    of :data:`VALIDATION_LEVELS` at a scheduled step ``b`` more than one step after the
+    previous one ``a``, the row alone is replayed from its weights and optimiser state
+    at ``a`` and the step is bisected: the row's validation record gains the first step
+    at or above the level and the step before it. Rows never mix, so the replay retraces
+    the row's own steps; the place is exact whenever the accuracy does not rise through
+    the level and fall back between ``a`` and ``b``. The replay costs at most ``b - a``
+    one-row steps and ``log2(b - a)`` validations per level.
+    """
 
     def __init__(self, configs: Sequence[RunConfig], device: Optional[torch.device | str] = None,
                  states: Optional[Sequence[TrainState]] = None) -> None:
@@ -381,11 +429,16 @@ class Core:
         self.t0, self.wall0 = 0, 0.0
         self.w, self.m, self.v = w, torch.zeros_like(w), torch.zeros_like(w)
         self.theta0, self.prev_delta = w.clone(), torch.zeros_like(w)
+        cost = validation_cost(c0, len(self.y_tr), len(self.y_va))
+        self.val_at = set(validation_schedule(self.steps, validation_spacing(self.steps, cost)).tolist())
+        self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
+        self.levels = np.array(VALIDATION_LEVELS)
+        self.found = np.zeros((n, len(self.levels)), dtype=bool)  # row i has reached level k
+        self.extra: list[tuple[int, int, float, float]] = []      # placed (row, step, loss, acc)
+        self.at_val: Optional[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = None
         if states is not None:
             self._resume(states)
         self.theta0_norm = _rows_norm(self.theta0)
-        self.val_at = set(validation_schedule(self.steps, steps_per_epoch(c0, len(self.y_tr))).tolist())
-        self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
 
     def _resume(self, states: Sequence[TrainState]) -> None:
         dev, dtype = self.dev, self.w.dtype
@@ -396,46 +449,113 @@ class Core:
             stack(lambda s: s.prev_delta)
         self.m, self.v = stack(lambda s: s.opt["m"]), stack(lambda s: s.opt["v"])
         self.metrics[:self.t0] = torch.from_numpy(np.stack([s.metrics for s in states], axis=1)).to(dev)
-        for k, (t, _, _) in enumerate(states[0].val):
-            self.val.append((t, torch.tensor([s.val[k][1] for s in states], device=dev, dtype=dtype),
-                             torch.tensor([s.val[k][2] for s in states], device=dev, dtype=dtype)))
+        # scheduled validations are common to every row; placed crossings are the row's own
+        base = [[v for v in s.val if v[0] in self.val_at] for s in states]
+        for k, (t, _, _) in enumerate(base[0]):
+            self.val.append((t, torch.tensor([b[k][1] for b in base], device=dev, dtype=dtype),
+                             torch.tensor([b[k][2] for b in base], device=dev, dtype=dtype)))
+        for i, s in enumerate(states):
+            self.extra += [(i, t, loss, acc) for t, loss, acc in s.val if t not in self.val_at]
+            accs = np.array([acc for _, _, acc in s.val], dtype=np.float64)
+            self.found[i] = (accs[:, None] >= self.levels[None, :]).any(0) if len(accs) else False
+        if all(s.at_validation is not None for s in states):
+            self.at_val = (states[0].at_validation[0],
+                           *(stack(lambda s, j=j: s.at_validation[j]) for j in (1, 2, 3)))
         for k, (t, _) in enumerate(states[0].snapshots):
             self.snaps.append((t, np.stack([s.snapshots[k][1] for s in states])))
 
     @torch.no_grad()
+    def _validate(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation loss and accuracy ``(M,)`` of the stacked weights ``w`` ``(M, P)``."""
+        logits = self._logits(w, self.x_va)
+        return self._loss(logits, self.y_va), accuracy(logits, self.y_va)
+
+    @torch.no_grad()
     def observe(self, t: int) -> None:
-        """Validation and snapshot of theta_t, if scheduled."""
+        """Validation and snapshot of theta_t, if scheduled; a level first reached since
+        the previous validation is placed exactly (:meth:`_place`)."""
         if t in self.val_at:
-            logits = self._logits(self.w, self.x_va)
-            self.val.append((t, self._loss(logits, self.y_va), accuracy(logits, self.y_va)))
+            loss, acc = self._validate(self.w)
+            new = (acc.cpu().numpy()[:, None] >= self.levels[None, :]) & ~self.found
+            if new.any() and t:  # a diverged row's accuracy means nothing: nothing to place
+                new &= (self.diverged(t) < 0)[:, None]
+            if self.at_val is not None and t - self.at_val[0] > 1:
+                for i, k in zip(*np.nonzero(new)):
+                    self._place(int(i), float(self.levels[k]), t)
+            self.found |= new
+            self.val.append((t, loss, acc))
+            self.at_val = (t, self.w.clone(), self.m.clone(), self.v.clone())
         if t in self.snap_at:
             self.snaps.append((t, self.w[:, :self.n_params].float().cpu().numpy().copy()))
+
+    @torch.no_grad()
+    def _place(self, i: int, level: float, b: int) -> None:
+        """Row ``i`` is below ``level`` at the previous validation ``a`` and at or above
+        it at ``b``: bisect ``(a, b]`` by replaying the row alone from ``a``, and record
+        the first step at or above the level and the step before it."""
+        a, wa, ma, va = self.at_val  # type: ignore[misc]
+        lo, hi = a, b
+        state = (wa[i:i + 1].clone(), ma[i:i + 1].clone(), va[i:i + 1].clone())
+        lo_val = hi_val = None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            w, m, v = (x.clone() for x in state)
+            for t in range(lo, mid):
+                self._advance(t, [i], w, m, v)
+            loss, acc = (x.item() for x in self._validate(w))
+            if acc >= level:
+                hi, hi_val = mid, (loss, acc)
+            else:
+                lo, lo_val, state = mid, (loss, acc), (w, m, v)
+        self.extra += [(i, t, *val) for t, val in ((lo, lo_val), (hi, hi_val)) if val is not None]
+
+    def _gradient(self, w: torch.Tensor, configs: Sequence[RunConfig], t: int):
+        """Iteration ``t``'s losses ``(M,)``, logits, targets and gradient ``(M, P)`` of
+        the rows ``w`` of ``configs``."""
+        idx = [batch_indices(c, len(self.y_tr), t) for c in configs]
+        with torch.enable_grad():  # also inside observe's replays
+            wg = w.detach().requires_grad_(True)
+            if idx[0] is None:
+                logits, yb = self._logits(wg, self.x_tr), self.y_tr
+                losses = self._loss(logits, yb)
+            else:
+                ib = torch.stack(idx).to(self.dev)
+                logits, yb = self._logits_rows(wg, self.x_tr[ib]), self.y_tr[ib]
+                losses = self._loss_rows(logits, yb)
+            (g,) = torch.autograd.grad(losses.sum(), wg)
+        return losses.detach(), logits.detach(), yb, g
+
+    @torch.no_grad()
+    def _apply(self, t: int, g: torch.Tensor, gnorm: torch.Tensor, w: torch.Tensor, m: torch.Tensor,
+               v: torch.Tensor, lr: torch.Tensor, wd: torch.Tensor) -> None:
+        """Clip ``g`` (norms ``gnorm``), update ``w``, ``m``, ``v`` in place, and put the
+        weights back on their sphere for fixed-norm runs."""
+        c0 = self.c0
+        if c0.grad_clip:
+            g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])
+        self._update(t, g, w, m, v, lr, wd)
+        if c0.fixed_norm:
+            w.mul_(c0.fixed_norm / _rows_norm(w)[:, None])
+
+    def _advance(self, t: int, rows: list[int], w: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> None:
+        """Iteration ``t`` for the ``rows`` whose state is ``w``, ``m``, ``v``
+        ``(len(rows), P)``, in place, recording nothing: the step :meth:`step` takes."""
+        _, _, _, g = self._gradient(w, [self.configs[i] for i in rows], t)
+        with torch.no_grad():
+            self._apply(t, g, _rows_norm(g), w, m, v, self.lr[rows], self.wd[rows])
 
     def step(self, t: int) -> None:
         """Iteration ``t``: observe theta_t, one gradient and update for every row, the
         metric row ``metrics[t]``."""
         self.observe(t)
-        c0, w = self.c0, self.w
-        idx = [batch_indices(c, len(self.y_tr), t) for c in self.configs]
-        wg = w.detach().requires_grad_(True)
-        if idx[0] is None:
-            logits, yb = self._logits(wg, self.x_tr), self.y_tr
-            losses = self._loss(logits, yb)
-        else:
-            ib = torch.stack(idx).to(self.dev)
-            logits, yb = self._logits_rows(wg, self.x_tr[ib]), self.y_tr[ib]
-            losses = self._loss_rows(logits, yb)
-        (g,) = torch.autograd.grad(losses.sum(), wg)
+        w = self.w
+        losses, logits, yb, g = self._gradient(w, self.configs, t)
         with torch.no_grad():
             gnorm, wnorm = _rows_norm(g), _rows_norm(w)
             row = [losses, accuracy(logits, yb), gnorm, wnorm,
                    w[:, self.out_slice].norm(dim=1), _rows_dot(w, self.theta0) / (wnorm * self.theta0_norm)]
-            if c0.grad_clip:
-                g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])
             prev = w.clone()
-            self._update(t, g)
-            if c0.fixed_norm:
-                w.mul_(c0.fixed_norm / _rows_norm(w)[:, None])
+            self._apply(t, g, gnorm, w, self.m, self.v, self.lr, self.wd)
             delta = w - prev
             row.append(_rows_dot(prev, w) / (wnorm * _rows_norm(w)))
             row.append(_rows_dot(delta, self.prev_delta) / (_rows_norm(delta) * _rows_norm(self.prev_delta))
@@ -443,18 +563,20 @@ class Core:
             self.metrics[t] = torch.stack(row, dim=1)
             self.prev_delta = delta
 
-    def _update(self, t: int, g: torch.Tensor) -> None:
-        """The optimiser's update of every row in place: ``torch.optim``'s arithmetic
-        with the warmed-up ``(M, 1)`` learning rates."""
-        c, w, m = self.c0, self.w, self.m
-        lr = self.lr * min(1.0, (t + 1) / c.warmup_steps) if c.warmup_steps else self.lr
+    def _update(self, t: int, g: torch.Tensor, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                lr: torch.Tensor, wd: torch.Tensor) -> None:
+        """The optimiser's update of the rows ``w`` (moments ``m``, ``v``) in place:
+        ``torch.optim``'s arithmetic with the warmed-up ``(M, 1)`` learning rates ``lr``
+        and weight decays ``wd``."""
+        c = self.c0
+        lr = lr * min(1.0, (t + 1) / c.warmup_steps) if c.warmup_steps else lr
         if self.l2:  # Adam and SGD: L2 weight decay through the gradient (0 * w for rows without)
-            g.add_(w * self.wd)
+            g.add_(w * wd)
         if c.optimizer == "sgd":
             m.mul_(c.momentum).add_(g)
             w.sub_(lr * m)
             return
-        adam_update(t, w, m, self.v, g, lr, self.wd if c.optimizer == "adamw" else None, c.betas)
+        adam_update(t, w, m, v, g, lr, wd if c.optimizer == "adamw" else None, c.betas)
 
     def diverged(self, upto: int) -> np.ndarray:
         """Per row, the first iteration before ``upto`` whose loss is not finite, or -1."""
@@ -467,11 +589,19 @@ class Core:
         metrics = self.metrics[:done].cpu().numpy()
         val = [(t, loss.cpu().tolist(), acc.cpu().tolist()) for t, loss, acc in self.val]
         row = lambda x, i: x[i, :self.n_params].cpu().clone()
+        at = lambda i: None if self.at_val is None else (self.at_val[0], *(row(x, i) for x in self.at_val[1:]))
         return [TrainState(done, row(self.w, i), {"m": row(self.m, i), "v": row(self.v, i)},
-                           metrics[:, i], [(t, loss[i], acc[i]) for t, loss, acc in val],
+                           metrics[:, i], self._row_val(i, [(t, loss[i], acc[i]) for t, loss, acc in val]),
                            [(t, s[i]) for t, s in self.snaps], row(self.theta0, i),
-                           row(self.prev_delta, i), self.wall0 + wall_s)
+                           row(self.prev_delta, i), self.wall0 + wall_s, at(i))
                 for i in range(len(self.configs))]
+
+    def _row_val(self, i: int, base: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+        """Row ``i``'s validation record: the scheduled ``base`` and its placed
+        crossings, by step."""
+        placed = {t: (t, loss, acc) for r, t, loss, acc in self.extra if r == i}
+        placed.update({t: (t, loss, acc) for t, loss, acc in base})
+        return [placed[t] for t in sorted(placed)]
 
     def runs(self, done: int, wall_s: float) -> list[Run]:
         """The :class:`Run` of every row after ``done`` iterations, each diverged row
@@ -486,9 +616,12 @@ class Core:
             end = done if d < 0 else d + 1
             last = self.steps if d < 0 else d
             keep_v, keep_s = v_steps <= last, s_steps <= last
+            val = self._row_val(i, list(zip(v_steps[keep_v].tolist(), v_loss[keep_v, i], v_acc[keep_v, i])))
+            vs, vl, va = (np.array([x[j] for x in val if x[0] <= last], dtype=dt)
+                          for j, dt in ((0, np.int64), (1, np.float64), (2, np.float64)))
             runs.append(Run(
                 config=c, metrics={name: m_np[:end, i, k] for k, name in enumerate(METRICS)},
-                val_steps=v_steps[keep_v], val_loss=v_loss[keep_v, i], val_acc=v_acc[keep_v, i],
+                val_steps=vs, val_loss=vl, val_acc=va,
                 snapshot_steps=s_steps[keep_s],
                 snapshots=np.stack([s[i] for (t, s), k in zip(self.snaps, keep_s) if k]).astype(np.float32),
                 diverged_at=None if d < 0 else int(d),

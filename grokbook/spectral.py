@@ -245,3 +245,26 @@ def paper_energy(loss, window: int = 400) -> Union[float, np.ndarray]:
     arr, raw = _early_window(loss, window, smallest=1)
     energy = np.sum(raw**2, axis=-1)
     return float(energy) if arr.ndim == 1 else energy
+
+
+def band_energies(x, n_bands: int = 4) -> np.ndarray:
+    """Energy of ``x`` (``(n,)``, ``n >= 2 ** (n_bands + 1)``) in ``n_bands`` octave bands
+    of its one-sided spectrum, lowest first: band ``k`` holds the frequencies in
+    ``(f_N / 2^(k+1), f_N / 2^k]`` counted from the top (``f_N`` the Nyquist frequency,
+    0.5 cycles per step), so with 4 bands the top band is (1/4, 1/2] cycles per step and
+    the lowest (1/32, 1/16]; the mean and the frequencies below the lowest band are left
+    out. Energies are ``sum |X(f)|^2 / n`` over the band's DFT bins, the one-sided bins
+    counted twice (Parseval: over all bands and the rest they sum to ``sum x^2``).
+    Shape ``(n_bands,)``. Detrend first (:func:`detrend`) for the oscillations alone."""
+    if n_bands < 1:
+        raise ValueError(f"n_bands must be >= 1, got {n_bands}")
+    x = _as_signal(x, 2 ** (n_bands + 1))
+    n = len(x)
+    power = np.abs(np.fft.rfft(x)) ** 2 / n
+    f = np.fft.rfftfreq(n)                                  # cycles per step, 0 .. 0.5
+    weight = np.where((f > 0) & (f < 0.5), 2.0, 1.0)        # the bins a real signal has twice
+    out = np.empty(n_bands)
+    for k in range(n_bands):
+        hi, lo = 0.5 / 2 ** k, 0.5 / 2 ** (k + 1)
+        out[n_bands - 1 - k] = (power * weight)[(f > lo) & (f <= hi)].sum()
+    return out

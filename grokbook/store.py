@@ -167,6 +167,9 @@ def _state_to_bytes(s: TrainState) -> bytes:
         snapshots=np.stack([w for _, w in s.snapshots]) if s.snapshots
         else np.zeros((0, s.flat.numel()), np.float32),
         wall_time_s=np.array(s.wall_time_s))
+    if s.at_validation is not None:
+        t, w, m, v = s.at_validation
+        arrays.update(at_val_step=np.array(t), at_val_w=w.numpy(), at_val_m=m.numpy(), at_val_v=v.numpy())
     return _npz(arrays)
 
 
@@ -178,7 +181,9 @@ def _state_from_bytes(payload: bytes) -> TrainState:
         metrics=z["metrics"], val=[(int(t), float(l), float(a)) for t, l, a in z["val"]],
         snapshots=list(zip(z["snapshot_steps"].tolist(), z["snapshots"])),
         theta0=torch.from_numpy(z["theta0"]), prev_delta=torch.from_numpy(z["prev_delta"]),
-        wall_time_s=float(z["wall_time_s"]))
+        wall_time_s=float(z["wall_time_s"]),
+        at_validation=(int(z["at_val_step"]), *(torch.from_numpy(z[f"at_val_{k}"]) for k in "wmv"))
+        if "at_val_step" in z else None)
 
 
 #: What reading a damaged or hostile file can raise; all of it means "corrupt".

@@ -239,3 +239,25 @@ def test_paper_energy_bad_inputs():
         paper_energy(np.ones((2, 2, 400)))
     with pytest.raises(ValueError, match="window"):
         paper_energy(np.ones(400), window=0)
+
+
+def test_band_energies_find_a_planted_sinusoid_and_sum_by_parseval():
+    from grokbook.spectral import band_energies
+
+    n = 256
+    t = np.arange(n)
+    for cycles, band in ((0.3, 3), (0.2, 2), (0.1, 1), (0.05, 0)):   # (1/4,1/2], (1/8,1/4], ...
+        f = np.round(cycles * n) / n                                 # on a DFT bin
+        e = band_energies(np.cos(2 * np.pi * f * t), 4)
+        assert np.argmax(e) == band and e[band] == pytest.approx(n / 2, rel=1e-9)  # sum cos^2 = n/2
+        assert np.delete(e, band).max() < 1e-9
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    e = band_energies(x, 4)
+    power = np.abs(np.fft.fft(x)) ** 2 / n                           # two-sided, every bin once
+    f = np.abs(np.fft.fftfreq(n))
+    assert e.sum() == pytest.approx(power[f > 1 / 32].sum(), rel=1e-12)
+    assert band_energies(x, 1)[0] + np.sum(power[(f > 0) & (f <= 0.25)]) == pytest.approx(
+        np.sum(power[f > 0]), rel=1e-12)
+    with pytest.raises(ValueError):
+        band_energies(np.ones(16), 4)

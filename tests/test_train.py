@@ -8,7 +8,10 @@ import torch.nn.functional as F
 from grokbook import RunConfig, train
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-from grokbook.core import METRICS, snapshot_schedule, steps_per_epoch, validation_schedule
+import grokbook.core as core_module
+from grokbook import phases
+from grokbook.core import (METRICS, VALIDATION_BUDGET, snapshot_schedule, steps_per_epoch, validation_cost,
+                           validation_schedule, validation_spacing)
 from grokbook.training import fit, replay_weights
 
 
@@ -97,12 +100,73 @@ def test_steps_per_epoch_counts_whole_batches_and_one_for_full_batch(tiny):
     assert steps_per_epoch(tiny.replace(batch_size=16), 60) == 3
 
 
-def test_minibatch_runs_validate_once_per_epoch_early_and_within_one_percent_later():
-    s = validation_schedule(20000, epoch=9)  # the paper's model at r 0.5, batch 512
-    gaps = np.diff(s)
-    assert s[0] == 0 and s[-1] == 20000 and (gaps[s[1:] <= 900] == 9).all()
-    assert (gaps <= np.maximum(9, 0.01 * s[1:])).all()
-    np.testing.assert_array_equal(s[s > 1000], validation_schedule(20000)[validation_schedule(20000) > 1000])
+def test_validation_spacing_is_the_smallest_within_budget(tiny):
+    # full batch at r 0.5 over 4000 steps: every step early, then every 1%, as always
+    cost = validation_cost(tiny.replace(batch_size=0), 1104, 1105)
+    assert cost == pytest.approx(1105 / 3312)
+    assert validation_spacing(4000, cost) == 1
+    np.testing.assert_array_equal(validation_schedule(4000, 1), validation_schedule(4000))
+    # the paper's model with batch 512: a validation costs about 3 steps
+    cost = validation_cost(tiny.replace(batch_size=512), 4704, 4705)
+    for steps in (600, 20000):
+        s = validation_spacing(steps, cost)
+        assert cost * len(validation_schedule(steps, s)) <= VALIDATION_BUDGET * steps
+        assert cost * len(validation_schedule(steps, s - 1)) > VALIDATION_BUDGET * steps
+    gaps = np.diff(validation_schedule(20000, 40))
+    assert (gaps[:99] == 40).all() and (gaps <= np.maximum(40, 0.01 * validation_schedule(20000, 40)[1:])).all()
+
+
+def test_levels_are_placed_at_the_step_per_step_validation_finds(monkeypatch):
+    """Oracle: the same runs validated at every step. Each placed crossing is a step at
+    or above its level whose previous step is below it, with the oracle's values (the
+    replay retraces the run); it is the oracle's first crossing unless the oracle's
+    accuracy rose through the level and fell back before it."""
+    cfg = RunConfig(p=17, r=0.8, n_layers=1, d_model=32, n_heads=2, steps=150, n_snapshots=4,
+                    lr=1e-2, warmup_steps=5, weight_decay=1.0)
+    configs = [cfg.replace(seed=s) for s in range(3)]
+    monkeypatch.setattr(core_module, "validation_spacing", lambda steps, cost: 9)
+    sparse = core_module.train_core(configs, device="cpu")
+    monkeypatch.setattr(core_module, "validation_schedule", lambda steps, spacing=1: np.arange(steps + 1))
+    dense = core_module.train_core(configs, device="cpu")
+    scheduled = set(validation_schedule(150, 9).tolist())
+    placed = exact = 0
+    for s, d in zip(sparse, dense):
+        np.testing.assert_array_equal(s.metrics["train_loss"], d.metrics["train_loss"])
+        on = np.isin(d.val_steps, s.val_steps)
+        np.testing.assert_array_equal(s.val_acc, d.val_acc[on])   # every recorded value is the oracle's
+        np.testing.assert_array_equal(s.val_loss, d.val_loss[on])
+        for level in core_module.VALIDATION_LEVELS:
+            first = phases.first_crossing(s.val_steps, s.val_acc, level)
+            if first is None:
+                assert phases.first_crossing(d.val_steps, d.val_acc, level) is None or \
+                    not (d.val_acc[np.isin(d.val_steps, list(scheduled))] >= level).any()
+                continue
+            assert d.val_acc[first] >= level and (first == 0 or d.val_acc[first - 1] < level)
+            placed += first not in scheduled
+            oracle = phases.first_crossing(d.val_steps, d.val_acc, level)
+            if oracle == first:
+                exact += 1
+            else:  # only where the accuracy rose through the level and fell back in between
+                assert oracle < first and (d.val_acc[oracle:first] < level).any()
+    assert placed >= 3 and exact >= 3   # the test exercised the placement
+
+
+def test_a_resumed_run_places_crossings_as_an_uninterrupted_one(monkeypatch):
+    cfg = RunConfig(p=17, r=0.8, n_layers=1, d_model=32, n_heads=2, steps=120, n_snapshots=4,
+                    lr=1e-2, warmup_steps=5, weight_decay=1.0)
+    monkeypatch.setattr(core_module, "validation_spacing", lambda steps, cost: 9)
+    whole = core_module.train_core([cfg], device="cpu")[0]
+    saved = []
+    core = core_module.Core([cfg], "cpu")
+    for t in range(50):
+        core.step(t)
+    saved = core.states(50, 0.0)
+    from grokbook.store import _state_from_bytes, _state_to_bytes
+    resumed = core_module.train_core([cfg], states=[_state_from_bytes(_state_to_bytes(saved[0]))],
+                                     device="cpu")[0]
+    np.testing.assert_array_equal(whole.val_steps, resumed.val_steps)
+    np.testing.assert_array_equal(whole.val_acc, resumed.val_acc)
+    assert len(whole.val_steps) > len(validation_schedule(120, 9))   # crossings were placed
 
 
 def test_snapshot_schedule():

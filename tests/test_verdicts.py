@@ -152,3 +152,9 @@ def test_chance_note():
     assert th.AUTHORS.replace(leave=0.2).chance_note(31) is None
     with pytest.raises(ValueError):
         th.AUTHORS.chance_note(0)
+
+
+def test_the_introduction_states_every_chapters_thresholds():
+    from pathlib import Path
+    intro = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
+    assert th.markdown_table() in intro

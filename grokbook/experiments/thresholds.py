@@ -77,10 +77,8 @@ class Departure:
     reason: str
 
 
-_LEFT_CHANCE = ("'left chance' at 20%: registered with the chapter's verdicts before the book "
-                "adopted the authors' 5%, kept so the registered criterion is not re-tuned")
-_FINAL_90 = ("a run counts as generalized at a final validation accuracy of 90%: registered "
-             "with the chapter's label before the book adopted the authors' 99%")
+_LEFT_CHANCE = "left chance at 20%, registered with the verdicts before the book adopted 5%"
+_FINAL_90 = "generalized at 90% final validation accuracy, registered before the book adopted 99%"
 
 #: Each chapter's registered departures from :data:`AUTHORS`, by chapter name (the
 #: notebook's file name without its extension). A chapter not listed uses the authors'.
@@ -124,3 +122,23 @@ def table() -> list[dict[str, Any]]:
         row["reason"] = dep.reason if dep else ""
         rows.append(row)
     return rows
+
+
+def crossing_levels() -> tuple[float, ...]:
+    """Every validation accuracy level a chapter places a time at (the ``leave``,
+    ``reach`` and ``final`` of :data:`AUTHORS` and of every registered departure),
+    ascending: the training core finds the first step at each level exactly."""
+    ths = [AUTHORS] + [d.thresholds for d in REGISTERED.values()]
+    return tuple(sorted({x for t in ths for x in (t.leave, t.reach, t.final)}))
+
+
+def markdown_table() -> str:
+    """:func:`table` as a Markdown table (the book's introduction holds it; a test
+    keeps the two equal)."""
+    pct = lambda x: f"{100 * x:g}%"
+    lines = ["| chapter | left chance | 100% | groks when | generalized (final) | departs from the authors' |",
+             "|---|---|---|---|---|---|"]
+    for r in table():
+        lines.append(f"| {r['chapter']} | {pct(r['leave'])} | {pct(r['reach'])} | t4 >= {r['delay']:g} t2 | "
+                     f"{pct(r['final'])} | {r['reason'] or '-'} |")
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The central claim against the hyperparameters: does the early training loss know
+something about a run's fate that its hyperparameters do not? (issue 31, parts 1, 2, 6)
+
+:func:`score_predictors` scores every early predictor of a sweep the same way: its AUC
+for grokking against memorizing and its concordance (Harrell's C,
+:func:`grokbook.stats.concordance_index`) with the censored time to generalize, each
+with a 95% interval of a bootstrap over configurations. Fitted predictors are scored on
+held-out configurations (:func:`grokbook.predict.cross_validate`, which learns their
+sign inside the folds). Beside them: the paper's quantity with the sign fixed a priori,
+the same quantity within strata of the learning rate and of lr x wd (pooled,
+:func:`grokbook.stats.stratified_auc`), within configurations (seeds only differ), and
+the increment AUC(hyperparameters + energy) - AUC(hyperparameters), paired.
+
+The verdict functions decide the four questions from those rows, each by its primary
+test (the rest of the table is exploratory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+
+from ..predict import bootstrap_ci, cross_validate, roc_auc
+from ..stats import concordance_index, hyperparameter_features, stratified_auc
+from .verdicts import Verdict, from_interval, not_testable
+
+NAN3 = (float("nan"),) * 3
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """Per-run values of the runs that grok or memorize, ``(n,)`` each: ``y`` (True:
+    groks), the censored time to generalize (``time``, ``event``), configuration ids and
+    seeds, the hyperparameters, and ``energy``: log10 of the paper's raw energy."""
+
+    y: np.ndarray
+    time: np.ndarray
+    event: np.ndarray
+    configs: np.ndarray
+    seeds: np.ndarray
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    r: np.ndarray
+    energy: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.y)
+        for name in ("time", "event", "configs", "seeds", "lr", "weight_decay", "r", "energy"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise ValueError(f"{name} has shape {np.shape(getattr(self, name))}, expected ({n},)")
+        if not np.isfinite(np.asarray(self.energy, dtype=float)).all():
+            raise ValueError("energy holds non-finite values: leave diverged runs out")
+
+    def hyperparameters(self) -> np.ndarray:
+        return hyperparameter_features(self.lr, self.weight_decay, self.r)
+
+
+def _interval(stat, *arrays, groups, n_boot: int, seed: int) -> tuple[float, float, float]:
+    try:
+        return bootstrap_ci(stat, *arrays, groups=groups, n_boot=n_boot, seed=seed)
+    except ValueError:
+        return NAN3
+
+
+def _c(score, time, event) -> float:
+    return concordance_index(score, time, event)
+
+
+def _strata(*cols: np.ndarray) -> np.ndarray:
+    return np.array(["|".join(map(str, v)) for v in zip(*cols)])
+
+
+def score_predictors(data: SweepData, fitted: Mapping[str, tuple[str, np.ndarray]], *, n_folds: int = 5,
+                     n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """One row per predictor: ``name``, ``group``, ``auc`` / ``auc_lo`` / ``auc_hi``,
+    ``c`` / ``c_lo`` / ``c_hi`` (NaN where not defined), ``how``.
+
+    ``fitted``: name to ``(group, X)`` with ``X`` ``(n, k)`` features, each scored by a
+    logistic regression on held-out configurations. The rows of the paper's quantity,
+    the hyperparameter model, their sum, the strata and the increment come first."""
+    d = data
+    y, t, e, g = np.asarray(d.y, bool), np.asarray(d.time, float), np.asarray(d.event, bool), np.asarray(d.configs)
+    seeds = np.asarray(d.seeds)
+    boot = dict(groups=g, n_boot=n_boot, seed=seed)
+    held = lambda X: cross_validate(X, y, g, seeds, n_folds=n_folds, seed=seed).score
+    rows: list[dict] = []
+
+    def add(name, group, score, how):
+        ok = np.isfinite(score)
+        auc = _interval(roc_auc, y[ok], score[ok], groups=g[ok], n_boot=n_boot, seed=seed)
+        c = _interval(_c, score[ok], t[ok], e[ok], groups=g[ok], n_boot=n_boot, seed=seed)
+        rows.append(dict(name=name, group=group, auc=auc[0], auc_lo=auc[1], auc_hi=auc[2],
+                         c=c[0], c_lo=c[1], c_hi=c[2], how=how))
+        return score
+
+    energy = np.asarray(d.energy, float)[:, None]
+    hp = d.hyperparameters()
+    add("paper's quantity, sign a priori", "paper", energy[:, 0], "raw energy as it is (more energy: groks)")
+    add("paper's quantity, sign learned", "paper", held(energy), "held-out logistic fit of the energy alone")
+    for name, strata in (("paper's quantity within lr", _strata(d.lr, d.r)),
+                         ("paper's quantity within lr x wd", _strata(np.asarray(d.lr) * np.asarray(d.weight_decay), d.r)),
+                         ("paper's quantity within configurations", g)):
+        auc = _interval(lambda yy, ss, st: stratified_auc(yy, ss, st), y, energy[:, 0], strata, **boot)
+        rows.append(dict(name=name, group="paper", auc=auc[0], auc_lo=auc[1], auc_hi=auc[2],
+                         c=np.nan, c_lo=np.nan, c_hi=np.nan, how="pooled AUC over pairs of one stratum, sign a priori"))
+    s_hp = add("hyperparameters only", "hyperparameters", held(hp), "held-out logistic fit of log lr, log wd, r, interaction")
+    s_both = add("hyperparameters + energy", "hyperparameters", held(np.column_stack([hp, energy])),
+                 "held-out logistic fit")
+    inc = _interval(lambda yy, a, b: roc_auc(yy, a) - roc_auc(yy, b), y, s_both, s_hp, **boot)
+    inc_c = _interval(lambda a, b, tt, ee: _c(a, tt, ee) - _c(b, tt, ee), s_both, s_hp, t, e, **boot)
+    rows.append(dict(name="increment: (hyperparameters + energy) - hyperparameters", group="hyperparameters",
+                     auc=inc[0], auc_lo=inc[1], auc_hi=inc[2], c=inc_c[0], c_lo=inc_c[1], c_hi=inc_c[2],
+                     how="paired difference on the same runs"))
+    for name, (group, X) in fitted.items():
+        add(name, group, held(np.asarray(X, float).reshape(len(y), -1)), "held-out logistic fit")
+    return rows
+
+
+def _row(rows, name) -> dict:
+    for r in rows:
+        if r["name"] == name:
+            return r
+    raise KeyError(f"no row {name!r}")
+
+
+def ranks_outcomes(rows) -> Verdict:
+    """Q1, primary: the paper's quantity with its sign learned in the folds ranks
+    grokking above memorizing runs (its AUC interval lies above 0.5)."""
+    r = _row(rows, "paper's quantity, sign learned")
+    return from_interval(r["auc"], r["auc_lo"], r["auc_hi"], 0.5, what="held-out AUC")
+
+
+def adds_to_hyperparameters(rows) -> Verdict:
+    """Q2, primary: the energy adds to the hyperparameters (the interval of the paired
+    AUC increment lies above 0)."""
+    r = _row(rows, "increment: (hyperparameters + energy) - hyperparameters")
+    return from_interval(r["auc"], r["auc_lo"], r["auc_hi"], 0.0, what="AUC increment")
+
+
+def ranks_seeds(auc: float, lo: float, hi: float, n_pairs: int, min_pairs: int = 30) -> Verdict:
+    """Q3, primary: within configurations (only the seed differs), the paper's quantity
+    ranks grokking above memorizing seeds, either sign. Not testable below ``min_pairs``
+    discordant pairs."""
+    if n_pairs < min_pairs:
+        return not_testable(f"{n_pairs} pairs of seeds of one configuration disagree (needs {min_pairs})")
+    return from_interval(auc, lo, hi, 0.5, expected="either", what="within-configuration AUC")
+
+
+def lr_artefact(rows) -> Optional[bool]:
+    """The signature of a hyperparameter proxy: the pooled a-priori AUC excludes 0.5,
+    the increment's interval holds 0, and the within-configuration AUC's holds 0.5.
+    None when one of the three could not be measured."""
+    p = _row(rows, "paper's quantity, sign a priori")
+    i = _row(rows, "increment: (hyperparameters + energy) - hyperparameters")
+    w = _row(rows, "paper's quantity within configurations")
+    vals = [p["auc_lo"], p["auc_hi"], i["auc_lo"], i["auc_hi"], w["auc_lo"], w["auc_hi"]]
+    if any(not np.isfinite(v) for v in vals):
+        return None
+    pooled = p["auc_lo"] > 0.5 or p["auc_hi"] < 0.5
+    return bool(pooled and i["auc_lo"] <= 0 <= i["auc_hi"] and w["auc_lo"] <= 0.5 <= w["auc_hi"])
+
+
+def discordant_pairs(y, configs) -> int:
+    """Pairs (grokking seed, memorizing seed) within one configuration."""
+    y, g = np.asarray(y, bool), np.asarray(configs)
+    return int(sum((y[g == k]).sum() * (~y[g == k]).sum() for k in np.unique(g)))

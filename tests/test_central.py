@@ -1,0 +1,84 @@
+"""The central-claim analysis on planted sweeps (no training): a confounded grid where the
+energy carries nothing beyond the learning rate, and a signal planted within
+configurations; every verdict branch on hand-built rows."""
+
+import numpy as np
+import pytest
+
+from grokbook.experiments.central import (SweepData, adds_to_hyperparameters, discordant_pairs, lr_artefact,
+                                          ranks_outcomes, ranks_seeds, score_predictors)
+
+
+def _sweep(planted: float, seed: int = 0) -> SweepData:
+    rng = np.random.default_rng(seed)
+    lrs, wds, seeds = [1e-3, 2e-3, 5e-3, 1e-2], [0.25, 0.5, 1.0, 2.0], range(8)
+    rows = [(lr, wd, s) for lr in lrs for wd in wds for s in seeds]
+    lr, wd, sd = (np.array(c, dtype=float) for c in zip(*rows))
+    logit = -4.0 * (np.log10(lr) + 2.5) + 0.5 * np.log10(wd)
+    y = rng.random(len(lr)) < 1 / (1 + np.exp(-logit))
+    # the energy falls with lr (a faster fall from log p) and, if planted, rises for grokking seeds
+    energy = -np.log10(lr) + 0.05 * rng.normal(size=len(lr)) + planted * y
+    time = np.where(y, rng.integers(200, 2000, len(lr)), 2000).astype(float)
+    configs = np.array([f"{a}-{b}" for a, b in zip(lr, wd)])
+    return SweepData(y=y, time=time, event=y.copy(), configs=configs, seeds=sd.astype(int), lr=lr,
+                     weight_decay=wd, r=np.full(len(lr), 0.5), energy=energy)
+
+
+def _by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def test_a_confounded_grid_is_an_lr_artefact():
+    d = _sweep(planted=0.0)
+    rows = score_predictors(d, {}, n_boot=200)
+    r = _by_name(rows)
+    assert r["paper's quantity, sign a priori"]["auc"] > 0.7          # pooled, it looks predictive
+    assert abs(r["paper's quantity within lr"]["auc"] - 0.5) < 0.1     # within lr, it is not
+    inc = r["increment: (hyperparameters + energy) - hyperparameters"]
+    assert abs(inc["auc"]) < 0.03 and inc["auc_lo"] <= 0 <= inc["auc_hi"]
+    assert adds_to_hyperparameters(rows).word == "undecided"
+    assert lr_artefact(rows) is True
+    assert ranks_outcomes(rows).word == "reproduced"                   # it does rank, through lr
+
+
+def test_a_signal_planted_within_configurations_is_found():
+    d = _sweep(planted=0.3)
+    rows = score_predictors(d, {"energy again": ("paper", d.energy[:, None])}, n_boot=200)
+    r = _by_name(rows)
+    w = r["paper's quantity within configurations"]
+    assert w["auc_lo"] > 0.8
+    inc = r["increment: (hyperparameters + energy) - hyperparameters"]
+    assert inc["auc_lo"] > 0 and adds_to_hyperparameters(rows).word == "reproduced"
+    assert lr_artefact(rows) is False
+    assert r["hyperparameters + energy"]["c"] > r["hyperparameters only"]["c"]
+    assert r["energy again"]["auc"] == pytest.approx(r["paper's quantity, sign learned"]["auc"])
+    n = discordant_pairs(d.y, d.configs)
+    assert ranks_seeds(w["auc"], w["auc_lo"], w["auc_hi"], n).word == "reproduced"
+
+
+def test_verdict_branches_on_hand_built_rows():
+    def rows(p=(0.7, 0.6, 0.8), learned=(0.6, 0.55, 0.65), inc=(0.0, -0.02, 0.02), within=(0.5, 0.4, 0.6)):
+        mk = lambda name, v: dict(name=name, auc=v[0], auc_lo=v[1], auc_hi=v[2])
+        return [mk("paper's quantity, sign a priori", p), mk("paper's quantity, sign learned", learned),
+                mk("increment: (hyperparameters + energy) - hyperparameters", inc),
+                mk("paper's quantity within configurations", within)]
+    assert lr_artefact(rows()) is True
+    assert lr_artefact(rows(p=(0.5, 0.4, 0.6))) is False                 # pooled holds 0.5
+    assert lr_artefact(rows(inc=(0.05, 0.01, 0.09))) is False            # it adds
+    assert lr_artefact(rows(within=(0.7, 0.6, 0.8))) is False            # it ranks seeds
+    assert lr_artefact(rows(within=(np.nan,) * 3)) is None
+    assert ranks_outcomes(rows()).word == "reproduced"
+    assert ranks_outcomes(rows(learned=(0.5, 0.45, 0.55))).word == "undecided"
+    assert adds_to_hyperparameters(rows(inc=(0.05, 0.01, 0.09))).word == "reproduced"
+    assert adds_to_hyperparameters(rows(inc=(-0.05, -0.09, -0.01))).word == "reversed"
+    assert ranks_seeds(0.6, 0.55, 0.65, 29).word == "not testable"      # too few pairs
+    assert ranks_seeds(0.4, 0.3, 0.45, 30).word == "reproduced"         # either sign
+    assert ranks_seeds(0.5, 0.4, 0.6, 100).word == "undecided"
+
+
+def test_bad_sweep_data_is_refused():
+    d = _sweep(0.0)
+    with pytest.raises(ValueError, match="energy holds non-finite"):
+        SweepData(**{**d.__dict__, "energy": np.where(np.arange(len(d.y)) == 0, np.nan, d.energy)})
+    with pytest.raises(ValueError, match="time has shape"):
+        SweepData(**{**d.__dict__, "time": d.time[:-1]})
