@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 
-def concordance_index(score, time, event) -> float:
+def concordance_index(score, time, event, strata=None) -> float:
     """Harrell's C of ``score`` (higher: expected to generalize *sooner*) against the
     censored time to generalize.
 
@@ -26,8 +26,10 @@ def concordance_index(score, time, event) -> float:
     the run with the smaller time generalized at it (or both have the same time and only
     one generalized, the censored one having lasted at least as long); it is concordant
     when that run has the higher score, and a tie in score counts one half. Pairs where
-    both generalized at the same time are not comparable (as in lifelines). ValueError
-    when no pair is comparable. O(n^2) memory: meant for up to a few thousand runs.
+    both generalized at the same time are not comparable (as in lifelines). With
+    ``strata`` (``(n,)`` ids) only pairs of one stratum count (e.g. seeds of one
+    configuration). ValueError when no pair is comparable. O(n^2) memory: meant for up to
+    a few thousand runs.
     """
     s, t = np.asarray(score, dtype=np.float64), np.asarray(time, dtype=np.float64)
     e = np.asarray(event, dtype=bool)
@@ -37,6 +39,11 @@ def concordance_index(score, time, event) -> float:
         raise ValueError("score and time must be finite")
     # comparable (i, j): i generalized, and j lasted longer, or as long without generalizing
     comp = e[:, None] & ((t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & ~e[None, :]))
+    if strata is not None:
+        g = np.asarray(strata)
+        if g.shape != s.shape:
+            raise ValueError(f"strata {g.shape} and score {s.shape} differ in shape")
+        comp &= g[:, None] == g[None, :]
     n = comp.sum()
     if n == 0:
         raise ValueError("no comparable pair: concordance needs a run that generalized before another's time")

@@ -82,3 +82,24 @@ def test_bad_sweep_data_is_refused():
         SweepData(**{**d.__dict__, "energy": np.where(np.arange(len(d.y)) == 0, np.nan, d.energy)})
     with pytest.raises(ValueError, match="time has shape"):
         SweepData(**{**d.__dict__, "time": d.time[:-1]})
+
+
+def test_uncertain_configurations_and_within_configuration_signal():
+    from grokbook.experiments.central import uncertain_configurations, within_configurations
+
+    prob = np.array([0.1, 0.2, 0.45, 0.55, 0.5, 0.52, 0.9, 0.65, 0.35])
+    g = np.array(["a", "a", "b", "b", "c", "c", "d", "e", "f"])
+    assert uncertain_configurations(prob, g, k=3) == ["b", "c", "e"]      # e and f tie: by id
+    assert uncertain_configurations(prob, g, k=10) == ["b", "c", "e", "f"]
+    assert "a" not in uncertain_configurations(prob, g) and "d" not in uncertain_configurations(prob, g)
+    # planted: within each configuration, grokking seeds have more energy
+    rng = np.random.default_rng(0)
+    cfg = np.repeat(np.arange(8), 16)
+    y = rng.random(len(cfg)) < 0.5
+    base = rng.normal(size=8)[cfg] * 5                     # configurations differ a lot
+    energy = base + 1.5 * y + 0.5 * rng.normal(size=len(cfg))
+    time = np.where(y, 500.0, 2000.0)
+    w = within_configurations(y, energy, time, y, cfg, n_boot=200)
+    assert w["auc"][1] > 0.8 and w["c"][1] > 0.8 and w["configurations"] == 8
+    null = within_configurations(y, base + 0.5 * rng.normal(size=len(cfg)), time, y, cfg, n_boot=200)
+    assert null["auc"][1] < 0.5 < null["auc"][2]

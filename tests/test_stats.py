@@ -106,3 +106,19 @@ def test_hyperparameter_features():
     np.testing.assert_allclose(X, [[-3, -3, 0.5, 9], [-2, 0, 0.3, 0]])
     with pytest.raises(ValueError, match="learning rates"):
         hyperparameter_features([0.0], [1.0], [0.5])
+
+
+def test_stratified_concordance_counts_only_pairs_within_a_stratum():
+    rng = np.random.default_rng(7)
+    n = 30
+    t, e, s = rng.integers(1, 9, n).astype(float), rng.random(n) < 0.7, rng.normal(size=n)
+    g = rng.integers(0, 3, n)
+    # oracle: brute force restricted to same-stratum pairs
+    win = pairs = 0.0
+    for i, j in itertools.permutations(range(n), 2):
+        if g[i] == g[j] and e[i] and (t[i] < t[j] or (t[i] == t[j] and not e[j])):
+            pairs += 1
+            win += 1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0
+    assert concordance_index(s, t, e, strata=g) == pytest.approx(win / pairs, abs=1e-12)
+    # a score that is only the stratum's label orders nothing within strata
+    assert concordance_index(g.astype(float), t, e, strata=g) == 0.5

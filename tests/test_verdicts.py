@@ -158,3 +158,29 @@ def test_the_introduction_states_every_chapters_thresholds():
     from pathlib import Path
     intro = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
     assert th.markdown_table() in intro
+
+
+#: Chapter parameters that hold a threshold, and the field of the thresholds object each is.
+THRESHOLD_PARAMETERS = {"leave": "leave", "reach": "reach", "min_ratio": "delay", "threshold": "final",
+                        "val_target": "final"}
+
+
+def test_every_chapter_takes_its_thresholds_from_the_one_object():
+    """A chapter's threshold parameters default to its registered thresholds, and no code
+    cell writes a threshold as a literal."""
+    import re
+
+    from grokbook.chapters import find_chapters
+
+    chapters = find_chapters()
+    assert {c.path.stem for c in chapters.values()} == set(th.CHAPTERS)
+    for chapter in chapters.values():
+        registered = th.for_chapter(chapter.path.stem)
+        for name, field in THRESHOLD_PARAMETERS.items():
+            if name in chapter.parameters:
+                assert chapter.parameters[name].default == getattr(registered, field), (chapter.name, name)
+        text = chapter.path.read_text()
+        cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, re.S)
+        code = "\n".join(c for c in cells if ":tags: [parameters]" not in c)
+        literal = re.findall(r"(?:leave|reach|min_ratio)\s*=\s*[0-9.]+|>=\s*0\.9\d*\b", code)
+        assert not literal, (chapter.name, literal)

@@ -166,3 +166,31 @@ def discordant_pairs(y, configs) -> int:
     """Pairs (grokking seed, memorizing seed) within one configuration."""
     y, g = np.asarray(y, bool), np.asarray(configs)
     return int(sum((y[g == k]).sum() * (~y[g == k]).sum() for k in np.unique(g)))
+
+
+def uncertain_configurations(probability, configs, *, lo: float = 0.3, hi: float = 0.7, k: int = 8) -> list:
+    """The configurations where the hyperparameters leave the outcome most open: the mean
+    held-out probability of the hyperparameter model over a configuration's runs
+    (``probability``, ``configs``: ``(n,)``) within ``[lo, hi]``, the ``k`` closest to 0.5
+    (ties by configuration id), in that order."""
+    prob, g = np.asarray(probability, dtype=float), np.asarray(configs)
+    if prob.shape != g.shape:
+        raise ValueError(f"probability {prob.shape} and configs {g.shape} differ in shape")
+    means = {c: float(np.nanmean(prob[g == c])) for c in np.unique(g)}
+    inside = [c for c, m in means.items() if lo <= m <= hi]
+    return sorted(inside, key=lambda c: (abs(means[c] - 0.5), str(c)))[:k]
+
+
+def within_configurations(y, energy, time, event, configs, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The paper's quantity among seeds of one configuration: the AUC pooled over the
+    (grokking, memorizing) pairs of each configuration and the concordance with the
+    censored time over the pairs of each configuration, each ``(estimate, low, high)``
+    over a bootstrap of configurations; ``pairs``: the discordant pairs that carry the AUC.
+    The sign is the paper's (more energy: groks sooner); either side of 0.5 is a signal."""
+    y, g = np.asarray(y, bool), np.asarray(configs)
+    energy, time, event = (np.asarray(a, dtype=float) for a in (energy, time, event))
+    boot = dict(groups=g, n_boot=n_boot, seed=seed)
+    auc = _interval(lambda yy, ss, gg: stratified_auc(yy, ss, gg), y, energy, g, **boot)
+    c = _interval(lambda ss, tt, ee, gg: concordance_index(ss, tt, ee.astype(bool), strata=gg),
+                  energy, time, event, g, **boot)
+    return {"auc": auc, "c": c, "pairs": discordant_pairs(y, g), "runs": len(y), "configurations": len(np.unique(g))}

@@ -108,3 +108,9 @@ def read_records(directory: str | os.PathLike[str]) -> Any:
         if k in frame:
             frame[k] = frame[k].astype("Int64")
     return frame
+
+
+def corpus_dir(family: str) -> Path:
+    """The directory of ``family``'s records in this repository (``data/corpus/<family>``;
+    present where grokbook is installed from a clone, as the README's commands do)."""
+    return Path(__file__).resolve().parents[2] / "data" / "corpus" / family
