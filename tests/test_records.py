@@ -3,7 +3,8 @@
 import numpy as np
 
 from grokbook import train
-from grokbook.experiments.records import downsample_index, read_records, run_record, write_record
+from grokbook.experiments.records import (compact, downsample_index, read_records, run_record, write_record,
+                                         write_records)
 from grokbook.experiments.thresholds import AUTHORS
 
 
@@ -33,3 +34,12 @@ def test_a_record_round_trips_and_holds_the_run(tiny, tmp_path):
     assert row["final_val_acc"] == rec["final_val_acc"] and row["beta2"] == tiny.betas[1]
     assert not list(tmp_path.glob(".tmp-*"))
     assert read_records(tmp_path / "none").empty
+    # merged into one file: the same frame; a run in two files counts once
+    compact(tmp_path, "tiny")
+    assert [p.name for p in tmp_path.glob("*.parquet")] == ["tiny.parquet"]
+    again = read_records(tmp_path)
+    assert list(again.hash) == list(frame.hash)
+    write_record(tmp_path, rec)
+    assert len(read_records(tmp_path)) == 2
+    write_records(tmp_path / "other", [rec, rec | {"hash": "x"}], "two")
+    assert len(read_records(tmp_path / "other")) == 2

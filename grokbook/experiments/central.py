@@ -194,3 +194,51 @@ def within_configurations(y, energy, time, event, configs, *, n_boot: int = 1000
     c = _interval(lambda ss, tt, ee, gg: concordance_index(ss, tt, ee.astype(bool), strata=gg),
                   energy, time, event, g, **boot)
     return {"auc": auc, "c": c, "pairs": discordant_pairs(y, g), "runs": len(y), "configurations": len(np.unique(g))}
+
+
+def sweep_data(runs, *, window: int, leave: float, reach: float, min_ratio: float) -> tuple[SweepData, np.ndarray]:
+    """:class:`SweepData` of the ``runs`` (:class:`~grokbook.core.Run`) that grok or
+    memorize (:func:`grokbook.phases.outcome` at ``leave``, ``reach``, ``min_ratio``)
+    and whose first ``window`` training losses are finite, and their indices ``(n,)``
+    into ``runs``. The energy is log10 of :func:`grokbook.spectral.paper_energy`; a
+    memorizing run's time is censored at its last step."""
+    from ..phases import outcome, run_phase_times
+    from ..predict import config_id
+    from ..spectral import paper_energy
+
+    keep, ys, times, energy = [], [], [], []
+    for i, run in enumerate(runs):
+        pt = run_phase_times(run, leave=leave, reach=reach)
+        out = outcome(pt, min_ratio, run.diverged_at is not None)
+        loss = np.asarray(run.metrics["train_loss"][:window], dtype=np.float64)
+        if out not in ("groks", "memorizes") or len(loss) < window or not np.isfinite(loss).all():
+            continue
+        keep.append(i)
+        ys.append(out == "groks")
+        times.append(pt.t4 if out == "groks" else len(run.metrics["train_loss"]))
+        energy.append(np.log10(paper_energy(loss, window)))
+    idx = np.array(keep, dtype=np.int64)
+    cfg = [runs[i].config for i in idx]
+    y = np.array(ys, dtype=bool)
+    data = SweepData(y=y, time=np.array(times, dtype=float), event=y.copy(),
+                     configs=np.array([config_id(runs[i]) for i in idx]), seeds=np.array([c.seed for c in cfg]),
+                     lr=np.array([c.lr for c in cfg]), weight_decay=np.array([c.weight_decay for c in cfg]),
+                     r=np.array([c.r for c in cfg]), energy=np.array(energy, dtype=float))
+    return data, idx
+
+
+def seed_experiment_configs(data: SweepData, representatives: Mapping, *, k: int, seed_count: int, fresh_seed: int,
+                            fixed_split_configs: int, n_folds: int = 5) -> dict[str, list]:
+    """The seed experiment's runs: at the ``k`` configurations the held-out
+    hyperparameter model leaves most open (:func:`uncertain_configurations` of its
+    out-of-fold probabilities on ``data``), ``seed_count`` fresh seeds from
+    ``fresh_seed`` (arm ``"seed and split"``: each sets the initialisation and the
+    split), and for the first ``fixed_split_configs`` of them the same seeds with the split
+    fixed at ``fresh_seed`` (arm ``"initialisation only"``). ``representatives``: a
+    :class:`~grokbook.RunConfig` of each configuration id."""
+    prob = cross_validate(data.hyperparameters(), data.y, data.configs, data.seeds, n_folds=n_folds).score
+    chosen = uncertain_configurations(prob, data.configs, k=k)
+    fresh = range(fresh_seed, fresh_seed + seed_count)
+    return {"seed and split": [representatives[c].replace(seed=s, data_seed=s) for c in chosen for s in fresh],
+            "initialisation only": [representatives[c].replace(seed=s, data_seed=fresh_seed)
+                                    for c in chosen[:fixed_split_configs] for s in fresh]}

@@ -7,12 +7,16 @@ the training loss of every step of the early window (float32), the curves downsa
 to about ``n_points`` steps, t1..t4 at :data:`~grokbook.experiments.thresholds.AUTHORS`,
 the outcome, the censoring (``event``: generalized within the budget;
 ``time``: t4, else the last step trained), the final accuracies and the divergence.
+A finished family is one file (:func:`write_records`, about 5 KB a run); a family that
+grows run by run writes a file per run (:func:`write_record`) and is merged by
+:func:`compact` once complete.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -75,18 +79,14 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     return rec
 
 
-def write_record(directory: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """``record`` as ``directory/<hash>.parquet``, atomically (a temporary file, then a
+def _write_frame(path: Path, frame: Any) -> Path:
+    """``frame`` as the Parquet file ``path``, atomically (a temporary file, then a
     rename; a symlink in its place is replaced, never followed)."""
-    import pandas as pd
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{record['hash']}.parquet"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
     os.close(fd)
     try:
-        pd.DataFrame([record]).to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, compression="zstd")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -94,16 +94,50 @@ def write_record(directory: str | os.PathLike[str], record: dict[str, Any]) -> P
     return path
 
 
+def write_record(directory: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """One run's record as ``directory/<hash>.parquet``: for a family that grows run by
+    run (each file costs about 35 KB of Parquet metadata; :func:`compact` merges them)."""
+    import pandas as pd
+
+    return _write_frame(Path(directory) / f"{record['hash']}.parquet", pd.DataFrame([record]))
+
+
+def write_records(directory: str | os.PathLike[str], records: list[dict[str, Any]], name: str) -> Path:
+    """Many runs' records as one file ``directory/<name>.parquet`` (about 5 KB a run)."""
+    import pandas as pd
+
+    if not records:
+        raise ValueError("no records to write")
+    return _write_frame(Path(directory) / f"{name}.parquet", pd.DataFrame(records))
+
+
+def compact(directory: str | os.PathLike[str], name: str) -> Path:
+    """Every record of ``directory`` merged into ``<name>.parquet``; the other files
+    removed once it is written."""
+    d = Path(directory)
+    frame = read_records(d)
+    path = _write_frame(d / f"{name}.parquet", frame)
+    for p in d.glob("*.parquet"):
+        if p != path:
+            p.unlink()
+    return path
+
+
 def read_records(directory: str | os.PathLike[str]) -> Any:
-    """Every record of ``directory`` as one ``pandas.DataFrame`` (one row per run,
-    ordered by hash); an empty frame when there is none. Array columns hold numpy arrays;
-    missing times (never reached) are None."""
+    """Every record of ``directory`` as one ``pandas.DataFrame`` (one row per run: a run
+    recorded in two files counts once, from the first file by name), ordered by hash; an
+    empty frame when there is none. Array columns hold numpy arrays; times never reached
+    are missing (``pandas.NA``)."""
     import pandas as pd
 
     paths = sorted(Path(directory).glob("*.parquet"))
     if not paths:
         return pd.DataFrame()
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frames = [pd.read_parquet(p) for p in paths]
+    with warnings.catch_warnings():  # a column all missing in one file (t4 of memorizing runs)
+        warnings.simplefilter("ignore", FutureWarning)
+        frame = pd.concat(frames, ignore_index=True)
+    frame = frame.drop_duplicates("hash").sort_values("hash", ignore_index=True)
     for k in ("t1", "t2", "t3", "t4", "diverged_at"):
         if k in frame:
             frame[k] = frame[k].astype("Int64")

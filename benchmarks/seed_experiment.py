@@ -1,0 +1,58 @@
+"""The seed experiment of the prediction chapter, offline (issue 31, part 3): fresh seeds at
+the configurations where the hyperparameters leave the outcome most open.
+
+Its 144 runs cost about 12 minutes of the 2-core CPU, too much for the book build, so they
+are trained here and kept as one record per run in ``data/corpus/book_p31_seeds/``
+(:mod:`grokbook.experiments.records`); the chapter reads them, assigns them to its arms,
+checks that they are the runs its own sweep selects, and re-trains one of them live.
+The design is the chapter's (``grokbook.experiments.central.seed_experiment_configs``),
+with the chapter's default parameters read from its parameters cell.
+
+    GROKBOOK_HOME=STORE python benchmarks/seed_experiment.py [--threads 2]
+
+The sweep's runs are read from the store (trained if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from grokbook import sweep
+from grokbook.chapters import get_chapter
+from grokbook.experiments import central
+from grokbook.experiments.records import run_record, write_records
+from grokbook.predict import book_sweep, config_id
+
+FAMILY = "book_p31_seeds"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "corpus" / FAMILY))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    prm = {k: v.default for k, v in get_chapter("predict").parameters.items()}
+    runs = sweep(book_sweep())
+    data, idx = central.sweep_data(runs, window=prm["window"], leave=prm["leave"], reach=prm["reach"],
+                                   min_ratio=prm["min_ratio"])
+    reps = {config_id(runs[i]): runs[i].config for i in idx}
+    arms = central.seed_experiment_configs(data, reps, k=prm["seed_configs"], seed_count=prm["seed_count"],
+                                           fresh_seed=prm["fresh_seed"],
+                                           fixed_split_configs=prm["fixed_split_configs"], n_folds=prm["n_folds"])
+    command = ("python benchmarks/seed_experiment.py " + " ".join(sys.argv[1:])).strip()
+    configs = list({c.hash(): c for cfgs in arms.values() for c in cfgs}.values())  # the arms share 4 runs
+    records = [run_record(run, FAMILY, command=command, date=datetime.date.today().isoformat(),
+                          machine=f"{platform.machine()} {os.cpu_count()} cores", threads=args.threads,
+                          torch_version=torch.__version__) for run in sweep(configs)]
+    print(f"{len(records)} runs recorded in {write_records(args.out, records, FAMILY)}", flush=True)
+
+if __name__ == "__main__":
+    main()
