@@ -42,6 +42,7 @@ import torch
 
 from .config import RunConfig
 from .core import METRICS, Run, TrainState, default_device, snapshot_schedule
+from .progress import Progress, announce
 from .training import fit
 
 _DIGEST = 32  # bytes of SHA-256 appended to every stored payload
@@ -421,7 +422,6 @@ class RunStore:
         if the disk cannot hold the result."""
         if "device" in fit_kwargs:
             raise TypeError("get_or_train() takes no device: a store trains on its own, RunStore(device=...)")
-        from .sweeping import Progress, announce  # here: sweeping imports this module
 
         run = self.load(config)
         announce([config], [] if run is not None else [[config]], self)

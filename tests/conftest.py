@@ -34,3 +34,24 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+#: Test modules whose every test starts a kernel or worker processes.
+_SLOW_MODULES = {"test_chapters", "test_sweep_faults", "test_export", "test_offline_math"}
+#: Calls in a test's own source that start a kernel or another process.
+_SLOW_CALLS = ("subprocess", "Popen", "start_child", "run_chapter", "executor=", "Client(", "cli.main(", "main([")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` the tests that start kernels or processes, so that
+    ``pytest -m "not slow"`` is a fast loop; ``make test`` runs everything."""
+    import inspect
+
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            source = ""
+        if module in _SLOW_MODULES or any(call in source for call in _SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-import grokbook.sweeping as sweeping
+import grokbook.progress as progress_module
 from grokbook.store import RunStore
 from grokbook.sweeping import describe, estimate_s, grid, sweep
 
@@ -44,7 +44,7 @@ def test_many_runs_are_summed_up_and_training_reports_each_ensemble(tiny, tmp_pa
     configs = grid(tiny.replace(steps=10), seed=list(range(14)))
     sweep(configs[:2], store=store, progress=False)
     monkeypatch.setenv("GROKBOOK_PROGRESS", "1")
-    monkeypatch.setattr(sweeping, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(progress_module, "PROGRESS_EVERY_S", 0.0)
     sweep(configs, store=store, progress=False, ensemble_size=5)
     lines = notices(capfd.readouterr().err)
     assert lines[0] == "14 runs: 2 in the store, 12 to train in 3 ensembles"
@@ -57,7 +57,7 @@ def test_the_estimate_is_a_positive_number_of_seconds(tiny, monkeypatch):
     groups = [grid(tiny, seed=[0, 1]), [tiny.replace(r=0.7)]]
     for n_proc in (1, 2):
         assert 0 < estimate_s(groups, torch.device("cpu"), n_proc) < math.inf
-    monkeypatch.setattr(sweeping, "TIMING_S", 0.0)  # one kind timed, the other scaled from it
+    monkeypatch.setattr(progress_module, "TIMING_S", 0.0)  # one kind timed, the other scaled from it
     assert 0 < estimate_s(groups, torch.device("cpu")) < math.inf
 
 
