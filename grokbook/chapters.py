@@ -85,6 +85,8 @@ class Parameter:
                 raise ChapterError(f"{where}: cannot parse {value!r} as {t.__name__}") from None
         if t is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if t is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `-p steps 1e9`: an integer written in exponent form
         if t is list and isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, t) or (t is int and isinstance(value, bool)):
@@ -155,14 +157,22 @@ def get_chapter(name: str, root: Optional[Path] = None) -> Chapter:
 
 
 def load_profile(profile: str, chapter: Chapter, root: Optional[Path] = None) -> dict[str, Any]:
-    """The values that profile ``book/profiles/<profile>.yml`` sets for ``chapter``
-    (validated)."""
+    """The values that a profile sets for ``chapter`` (validated): ``profile`` is a name
+    (``book/profiles/<profile>.yml``) or a path to a ``.yml`` file."""
     pdir = (root or book_root()) / "book" / "profiles"
-    path = pdir / f"{profile}.yml"
-    if not path.exists():
+    given = Path(profile).expanduser()
+    is_path = given.suffix in (".yml", ".yaml") or len(given.parts) > 1
+    path = given if is_path else pdir / f"{profile}.yml"
+    if not path.is_file():
         names = sorted(p.stem for p in pdir.glob("*.yml"))
-        raise ChapterError(f"no profile {profile!r}; the profiles are: {', '.join(names)}")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise ChapterError(f"no profile {profile!r} ({'no such file' if is_path else 'not in ' + str(pdir)}); "
+                           f"give a file or one of: {', '.join(names)}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ChapterError(f"profile {profile!r} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(data, dict) or not isinstance(data.get(chapter.name) or {}, dict):
+        raise ChapterError(f"profile {profile!r} must map chapter names to parameter values")
     try:
         return chapter.resolve(data.get(chapter.name) or {})
     except ChapterError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -122,16 +123,22 @@ def _predict(args: argparse.Namespace) -> int:
         results.append({"curve": name, "probability": prob, "predicted": prob >= predictor.threshold,
                         "features": dict(zip(predictor.features, map(float, x))),
                         "window": predictor.window, "threshold": predictor.threshold})
+    unscored = [r["curve"] for r in results if not math.isfinite(r["probability"])]
     if args.json:
-        print(json.dumps(results, indent=1))
-        return 0
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v
+        print(json.dumps([{k: ({f: clean(x) for f, x in v.items()} if isinstance(v, dict) else clean(v))
+                           for k, v in r.items()} for r in results], indent=1, allow_nan=False))
+        return 1 if unscored else 0
     print(f"P = probability that the run {predictor.label};\nfrom the first {predictor.window} steps of "
           f"each curve; predicted yes at P >= {predictor.threshold:.3f} (keeps {predictor.recall:.0%} of the "
           f"positives it was fitted on)")
     for r in results:
-        print(f"{r['curve']}: P = {r['probability']:.3f}  predicted {'yes' if r['predicted'] else 'no'}")
+        if r["curve"] in unscored:
+            print(f"{r['curve']}: not scored (its features are not finite)")
+        else:
+            print(f"{r['curve']}: P = {r['probability']:.3f}  predicted {'yes' if r['predicted'] else 'no'}")
         print("    " + "  ".join(f"{k} {v:.4g}" for k, v in r["features"].items()))
-    return 0
+    return 1 if unscored else 0
 
 
 def _fit_predictor(args: argparse.Namespace) -> int:
@@ -231,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("chapter")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="set a parameter (repeatable)")
-    run.add_argument("--profile", help="a parameter set from book/profiles/ (e.g. smoke, paper)")
+    run.add_argument("--profile", help="a parameter set: a name from book/profiles/ (smoke, paper) or a .yml file")
     run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb); replaced only if the "
                      "chapter succeeds, else the failed notebook is kept beside it as NAME.failed.ipynb")
     run.add_argument("--html", action="store_true", help="also write HTML next to it")

@@ -34,7 +34,7 @@ def test_parameters_are_typed_from_defaults():
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "nosuchchapter"], "no chapter 'nosuchchapter'; the chapters are: grokking"),
-    (["run", "grokking", "--profile", "huge"], "no profile 'huge'; the profiles are: paper, smoke"),
+    (["run", "grokking", "--profile", "huge"], "give a file or one of: paper, smoke"),
     (["run", "grokking", "-p", "learning_rate", "1e-3"], "has no parameter 'learning_rate'"),
     (["run", "grokking", "-p", "p", "ninety-seven"], "parameter 'p' (int): cannot parse 'ninety-seven'"),
     (["run", "grokking", "-p", "p", "9.5"], "parameter 'p' (int): 9.5 is a float, not int"),
