@@ -14,7 +14,7 @@ checkpoint); each finished run is written as ``data/corpus/grok_p47/<hash>.parqu
 (:mod:`grokbook.experiments.records`), which is what the repository keeps. A run whose
 record exists is skipped.
 
-    python benchmarks/bridge.py [--threads 1] [--limit N] [--out data/corpus/grok_p47]
+    python benchmarks/bridge.py [--threads 1] [--workers 2] [--limit N] [--out data/corpus/grok_p47]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from grokbook import RunConfig, RunStore
+from grokbook import RunConfig, RunStore, sweep
 from grokbook.experiments.records import run_record, write_record
 
 FAMILY = "grok_p47"
@@ -47,26 +47,30 @@ def configs() -> list[RunConfig]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="train this many runs at once, one single-threaded process each (the sweep's executor)")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new runs (0: all)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "corpus" / FAMILY))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    store, out, done = RunStore(), Path(args.out), 0
+    store, out = RunStore(), Path(args.out)
     command = "python benchmarks/bridge.py " + " ".join(sys.argv[1:])
-    for c in configs():
-        if (out / f"{c.hash()}.parquet").exists():
-            continue
-        run = store.get_or_train(c)
-        rec = run_record(run, FAMILY, command=command.strip(), date=datetime.date.today().isoformat(),
-                         machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-                         threads=args.threads, torch_version=torch.__version__)
-        write_record(out, rec)
-        print(f"{c.hash()} lr {c.lr:g} wd {c.weight_decay:g} seed {c.seed}: {rec['outcome']}, t2 {rec['t2']}, "
-              f"t4 {rec['t4']}, final val {rec['final_val_acc']:.3f}, {run.wall_time_s:.0f} s", flush=True)
-        done += 1
-        if args.limit and done >= args.limit:
-            break
-
+    todo = [c for c in configs() if not (out / f"{c.hash()}.parquet").exists()]
+    if args.limit:
+        todo = todo[:args.limit]
+    step = max(args.workers, 1)
+    for k in range(0, len(todo), step):
+        chunk = todo[k:k + step]
+        # one run per process: the authors' model gains nothing from stacking (issue 36)
+        runs = (sweep(chunk, executor=args.workers, store=store, ensemble_size=1) if args.workers > 1
+                else [store.get_or_train(c) for c in chunk])
+        for c, run in zip(chunk, runs):
+            rec = run_record(run, FAMILY, command=command.strip(), date=datetime.date.today().isoformat(),
+                             machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+                             threads=args.threads, workers=args.workers, torch_version=torch.__version__)
+            write_record(out, rec)
+            print(f"{c.hash()} lr {c.lr:g} wd {c.weight_decay:g} seed {c.seed}: {rec['outcome']}, t2 {rec['t2']}, "
+                  f"t4 {rec['t4']}, final val {rec['final_val_acc']:.3f}, {run.wall_time_s:.0f} s", flush=True)
 
 if __name__ == "__main__":
     main()
