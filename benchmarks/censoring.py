@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from grokbook import sweep
-from grokbook.experiments.records import run_record, write_record
+from grokbook.experiments.records import run_record, write_records
 from grokbook.experiments.thresholds import AUTHORS
 from grokbook.predict import book_sweep
 
@@ -55,13 +55,11 @@ def main() -> None:
           f"training {len(long)} of them to {long[0].steps}", flush=True)
     long_runs = sweep(long)
     command = "python benchmarks/censoring.py " + " ".join(sys.argv[1:])
-    outcomes = []
-    for run in long_runs:
-        rec = run_record(run, FAMILY, command=command.strip(), date=datetime.date.today().isoformat(),
-                         machine=f"{platform.machine()} {os.cpu_count()} cores", threads=torch.get_num_threads(),
-                         torch_version=torch.__version__, censoring_draw_seed=args.seed)
-        write_record(args.out, rec)
-        outcomes.append(rec["outcome"])
+    records = [run_record(run, FAMILY, command=command.strip(), date=datetime.date.today().isoformat(),
+                          machine=f"{platform.machine()} {os.cpu_count()} cores", threads=torch.get_num_threads(),
+                          torch_version=torch.__version__, censoring_draw_seed=args.seed) for run in long_runs]
+    write_records(args.out, records, FAMILY)
+    outcomes = [rec["outcome"] for rec in records]
     counts = {k: outcomes.count(k) for k in sorted(set(outcomes))}
     print(f"by step {long[0].steps}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
