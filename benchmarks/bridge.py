@@ -50,12 +50,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1,
                     help="train this many runs at once, one single-threaded process each (the sweep's executor)")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new runs (0: all)")
+    ap.add_argument("--reverse", action="store_true",
+                    help="take the grid from its end (a second process beside a first one meets it in the middle)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "corpus" / FAMILY))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     store, out = RunStore(), Path(args.out)
     command = "python benchmarks/bridge.py " + " ".join(sys.argv[1:])
-    todo = [c for c in configs() if not (out / f"{c.hash()}.parquet").exists()]
+    todo = [c for c in configs()[::-1 if args.reverse else 1] if not (out / f"{c.hash()}.parquet").exists()]
     if args.limit:
         todo = todo[:args.limit]
     step = max(args.workers, 1)
