@@ -484,7 +484,8 @@ class Core:
                     self._place(int(i), float(self.levels[k]), t)
             self.found |= new
             self.val.append((t, loss, acc))
-            self.at_val = (t, self.w.clone(), self.m.clone(), self.v.clone())
+            if not self.found.all():  # the state a later crossing is replayed from
+                self.at_val = (t, self.w.clone(), self.m.clone(), self.v.clone())
         if t in self.snap_at:
             self.snaps.append((t, self.w[:, :self.n_params].float().cpu().numpy().copy()))
 

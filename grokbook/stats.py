@@ -75,6 +75,12 @@ def stratified_auc(labels, scores, strata) -> float:
     return float(wins / pairs)
 
 
+def strata(*columns) -> np.ndarray:
+    """One stratum id per run, ``(n,)`` strings, from ``columns`` (each ``(n,)``, e.g. the
+    learning rate and the train fraction): runs share a stratum when they agree on all."""
+    return np.array(["|".join(map(str, v)) for v in zip(*columns)])
+
+
 #: Where the hyperparameter model floors a weight decay of 0 before its logarithm.
 WD_FLOOR = 1e-3
 

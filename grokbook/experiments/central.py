@@ -23,7 +23,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..predict import bootstrap_ci, cross_validate, roc_auc
-from ..stats import concordance_index, hyperparameter_features, stratified_auc
+from ..stats import concordance_index, hyperparameter_features, strata, stratified_auc
 from .verdicts import Verdict, from_interval, not_testable
 
 NAN3 = (float("nan"),) * 3
@@ -64,14 +64,6 @@ def _interval(stat, *arrays, groups, n_boot: int, seed: int) -> tuple[float, flo
         return NAN3
 
 
-def _c(score, time, event) -> float:
-    return concordance_index(score, time, event)
-
-
-def _strata(*cols: np.ndarray) -> np.ndarray:
-    return np.array(["|".join(map(str, v)) for v in zip(*cols)])
-
-
 def score_predictors(data: SweepData, fitted: Mapping[str, tuple[str, np.ndarray]], *, n_folds: int = 5,
                      n_boot: int = 1000, seed: int = 0) -> list[dict]:
     """One row per predictor: ``name``, ``group``, ``auc`` / ``auc_lo`` / ``auc_hi``,
@@ -90,26 +82,27 @@ def score_predictors(data: SweepData, fitted: Mapping[str, tuple[str, np.ndarray
     def add(name, group, score, how):
         ok = np.isfinite(score)
         auc = _interval(roc_auc, y[ok], score[ok], groups=g[ok], n_boot=n_boot, seed=seed)
-        c = _interval(_c, score[ok], t[ok], e[ok], groups=g[ok], n_boot=n_boot, seed=seed)
+        c = _interval(concordance_index, score[ok], t[ok], e[ok], groups=g[ok], n_boot=n_boot, seed=seed)
         rows.append(dict(name=name, group=group, auc=auc[0], auc_lo=auc[1], auc_hi=auc[2],
                          c=c[0], c_lo=c[1], c_hi=c[2], how=how))
         return score
 
-    energy = np.asarray(d.energy, float)[:, None]
+    energy = np.asarray(d.energy, float)
     hp = d.hyperparameters()
-    add("paper's quantity, sign a priori", "paper", energy[:, 0], "raw energy as it is (more energy: groks)")
-    add("paper's quantity, sign learned", "paper", held(energy), "held-out logistic fit of the energy alone")
-    for name, strata in (("paper's quantity within lr", _strata(d.lr, d.r)),
-                         ("paper's quantity within lr x wd", _strata(np.asarray(d.lr) * np.asarray(d.weight_decay), d.r)),
-                         ("paper's quantity within configurations", g)):
-        auc = _interval(lambda yy, ss, st: stratified_auc(yy, ss, st), y, energy[:, 0], strata, **boot)
+    add("paper's quantity, sign a priori", "paper", energy, "raw energy as it is (more energy: groks)")
+    add("paper's quantity, sign learned", "paper", held(energy[:, None]), "held-out logistic fit of the energy alone")
+    for name, ids in (("paper's quantity within lr", strata(d.lr, d.r)),
+                      ("paper's quantity within lr x wd", strata(np.asarray(d.lr) * np.asarray(d.weight_decay), d.r)),
+                      ("paper's quantity within configurations", g)):
+        auc = _interval(stratified_auc, y, energy, ids, **boot)
         rows.append(dict(name=name, group="paper", auc=auc[0], auc_lo=auc[1], auc_hi=auc[2],
                          c=np.nan, c_lo=np.nan, c_hi=np.nan, how="pooled AUC over pairs of one stratum, sign a priori"))
     s_hp = add("hyperparameters only", "hyperparameters", held(hp), "held-out logistic fit of log lr, log wd, r, interaction")
     s_both = add("hyperparameters + energy", "hyperparameters", held(np.column_stack([hp, energy])),
                  "held-out logistic fit")
     inc = _interval(lambda yy, a, b: roc_auc(yy, a) - roc_auc(yy, b), y, s_both, s_hp, **boot)
-    inc_c = _interval(lambda a, b, tt, ee: _c(a, tt, ee) - _c(b, tt, ee), s_both, s_hp, t, e, **boot)
+    inc_c = _interval(lambda a, b, tt, ee: concordance_index(a, tt, ee) - concordance_index(b, tt, ee),
+                      s_both, s_hp, t, e, **boot)
     rows.append(dict(name="increment: (hyperparameters + energy) - hyperparameters", group="hyperparameters",
                      auc=inc[0], auc_lo=inc[1], auc_hi=inc[2], c=inc_c[0], c_lo=inc_c[1], c_hi=inc_c[2],
                      how="paired difference on the same runs"))
@@ -190,7 +183,7 @@ def within_configurations(y, energy, time, event, configs, *, n_boot: int = 1000
     y, g = np.asarray(y, bool), np.asarray(configs)
     energy, time, event = (np.asarray(a, dtype=float) for a in (energy, time, event))
     boot = dict(groups=g, n_boot=n_boot, seed=seed)
-    auc = _interval(lambda yy, ss, gg: stratified_auc(yy, ss, gg), y, energy, g, **boot)
+    auc = _interval(stratified_auc, y, energy, g, **boot)
     c = _interval(lambda ss, tt, ee, gg: concordance_index(ss, tt, ee.astype(bool), strata=gg),
                   energy, time, event, g, **boot)
     return {"auc": auc, "c": c, "pairs": discordant_pairs(y, g), "runs": len(y), "configurations": len(np.unique(g))}

@@ -1,6 +1,5 @@
 """Compact per-run records for offline results (the bridge to the authors' model, the
-corpus of runs): one row per run, written as one small Parquet file per run so that a
-family grows by adding files, never by rewriting one.
+corpus of runs): one row per run, in Parquet files, one directory per family.
 
 A record holds every :class:`~grokbook.RunConfig` field as a column (``betas`` as two),
 the training loss of every step of the early window (float32), the curves downsampled
@@ -14,8 +13,8 @@ grows run by run writes a file per run (:func:`write_record`) and is merged by
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..config import RunConfig
+from ..phases import outcome
+from ..store import _write_atomic
 from .thresholds import AUTHORS, Thresholds
 
 #: The early window of the training loss kept at every step.
@@ -67,7 +68,7 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     times = thresholds.times(run)
     for k in ("t1", "t2", "t3", "t4"):
         rec[k] = getattr(times, k)
-    rec["outcome"] = thresholds.outcome(run)
+    rec["outcome"] = outcome(times, thresholds.delay, run.diverged_at is not None)
     rec["event"] = times.t4 is not None
     rec["time"] = int(times.t4 if times.t4 is not None else len(loss))
     rec["final_train_acc"] = float(acc[-1]) if len(acc) else float("nan")
@@ -80,17 +81,12 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
 
 
 def _write_frame(path: Path, frame: Any) -> Path:
-    """``frame`` as the Parquet file ``path``, atomically (a temporary file, then a
-    rename; a symlink in its place is replaced, never followed)."""
+    """``frame`` as the Parquet file ``path``, atomically (the store's writer: a symlink
+    in its place is replaced, never followed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False, compression="zstd")
+    _write_atomic(path, buf.getvalue(), framed=False)
     return path
 
 
