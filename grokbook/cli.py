@@ -10,14 +10,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from . import __version__
 from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_chapter
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .store import RunStore
 
 
@@ -52,78 +50,38 @@ class InputError(ValueError):
     """A file or value the command cannot use; reported in one line, exit status 2."""
 
 
-def read_curves(path: Path) -> dict[str, np.ndarray]:
-    """Training-loss curves from ``path``, by name: CSV (one curve per column; a header
-    row names them), NPY (``(steps,)`` or ``(steps, curves)``) or JSON (a list of losses,
-    a list of lists, or an object of name to list). Raises InputError."""
-    import numpy as np
-
-    stem, suffix = path.name, path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if arr.ndim == 1:
-                return {stem: arr.astype(np.float64)}
-            if arr.ndim == 2:
-                return {f"{stem}[:, {j}]": arr[:, j].astype(np.float64) for j in range(arr.shape[1])}
-            raise InputError(f"{path}: an array of shape {arr.shape}; expected (steps,) or (steps, curves)")
-        if suffix == ".json":
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                return {str(k): _numbers(v, f"{path}: {k}") for k, v in data.items()}
-            if isinstance(data, list) and data and all(isinstance(v, list) for v in data):
-                return {f"{stem}[{i}]": _numbers(v, f"{path}: curve {i}") for i, v in enumerate(data)}
-            return {stem: _numbers(data, str(path))}
-        if suffix in (".csv", ".txt"):
-            import pandas as pd
-
-            frame = pd.read_csv(path, header=None, skip_blank_lines=True)
-            first = pd.to_numeric(frame.iloc[0], errors="coerce")
-            if first.isna().all():  # a header row
-                frame = pd.read_csv(path, skip_blank_lines=True)
-            else:
-                frame.columns = [f"{stem}[{j}]" for j in range(frame.shape[1])] if frame.shape[1] > 1 else [stem]
-            return {str(c): _numbers(frame[c].tolist(), f"{path}: column {c}") for c in frame.columns}
-    except InputError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as err:  # json and pandas errors are ValueErrors
-        raise InputError(f"cannot read {path}: {err}") from None
-    raise InputError(f"{path}: unknown format {suffix!r}; give a .csv, .npy or .json file")
-
-
-def _numbers(values: Any, where: str) -> "np.ndarray":
-    import numpy as np
-
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: not a list of numbers") from None
-    if arr.ndim != 1:
-        raise InputError(f"{where}: expected one loss per step, got shape {arr.shape}")
-    return arr
-
-
 def _predict(args: argparse.Namespace) -> int:
+    """Assess every curve of every file; exit 0 when each got a yes or no, 1 when some
+    could not be scored (undetermined, never fits, diverged: all are still printed), 2
+    (InputError) when a file, a curve's length or the model cannot be used at all."""
+    from .curves_io import CurveError, read_curves
     from .predict import GrokPredictor
 
     try:
         predictor = GrokPredictor.load(args.model) if args.model else GrokPredictor.default()
     except ValueError as err:
         raise InputError(str(err)) from None
-    curves: dict[str, Any] = {}
+    curves = []
     for name in args.curves:
-        curves.update(read_curves(Path(name)))
-    results = []
-    for name, curve in curves.items():
         try:
-            x = predictor.features_of(curve)[0]
+            curves += read_curves(Path(name), tag=args.tag)
+        except CurveError as err:
+            raise InputError(str(err)) from None
+    results = []
+    for curve in curves:
+        try:
+            a = predictor.assess(curve.loss)[0]
         except ValueError as err:
-            raise InputError(f"{name}: {str(err).removeprefix('curve 0: ')}") from None
-        prob = float(predictor.proba_from_features(x[None])[0])
-        results.append({"curve": name, "probability": prob, "predicted": prob >= predictor.threshold,
-                        "features": dict(zip(predictor.features, map(float, x))),
-                        "window": predictor.window, "threshold": predictor.threshold})
-    unscored = [r["curve"] for r in results if not math.isfinite(r["probability"])]
+            raise InputError(f"{curve.name}: {str(err).removeprefix('curve 0: ')}") from None
+        notes = [curve.note] if curve.note else []
+        if curve.first_step > 1:
+            notes.append(f"the first step logged is {curve.first_step}: the window is steps {curve.first_step} to "
+                         f"{curve.first_step + predictor.window - 1}, not the start of training")
+        results.append({"curve": curve.name, "verdict": a.verdict, "reason": a.reason, "probability": a.probability,
+                        "predicted": None if a.probability is None else a.probability >= predictor.threshold,
+                        "features": a.features, "window": predictor.window, "threshold": predictor.threshold,
+                        "first_step": curve.first_step, "note": "; ".join(notes)})
+    unscored = [r["curve"] for r in results if r["verdict"] not in ("yes", "no")]
     if args.json:
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v
         print(json.dumps([{k: ({f: clean(x) for f, x in v.items()} if isinstance(v, dict) else clean(v))
@@ -134,10 +92,16 @@ def _predict(args: argparse.Namespace) -> int:
           f"positives it was fitted on)")
     for r in results:
         if r["curve"] in unscored:
-            print(f"{r['curve']}: not scored (its features are not finite)")
+            print(f"{r['curve']}: not scored: {r['verdict']}")
         else:
-            print(f"{r['curve']}: P = {r['probability']:.3f}  predicted {'yes' if r['predicted'] else 'no'}")
-        print("    " + "  ".join(f"{k} {v:.4g}" for k, v in r["features"].items()))
+            print(f"{r['curve']}: P = {r['probability']:.3f}  predicted {r['verdict']}")
+        print(f"    {r['reason']}")
+        if r["note"]:
+            print(f"    read: {r['note']}")
+        if r["features"]:
+            print("    " + "  ".join(f"{k} {v:.4g}" for k, v in r["features"].items()))
+    if unscored:
+        print(f"{len(unscored)} of {len(results)} curves not scored (exit status 1)")
     return 1 if unscored else 0
 
 
@@ -252,9 +216,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("-v", "--verbose", action="store_true", help="stream cell output")
     run.set_defaults(func=_run)
     predict = sub.add_parser("predict", help="predict from early training-loss curves whether runs will "
-                             "generalize (grok or generalize at once)")
+                             "generalize (grok or generalize at once)",
+                             description="Assess each curve: yes or no (scored), or undetermined (outside what "
+                             "the predictor was fitted on), never fits (the loss has not fallen), diverged (NaN or "
+                             "inf in the window). Exit status 0 when every curve is scored, 1 when some are not "
+                             "(all are printed), 2 when a file or the model cannot be used.")
     predict.add_argument("curves", nargs="+", metavar="CURVE",
-                         help="a CSV (a curve per column), NPY or JSON file of training losses, one per step from step 0")
+                         help="a file of training losses: CSV (a curve per column; a step column such as step, Step "
+                         "or _step orders them, time columns are skipped; TensorBoard and W&B CSV exports and "
+                         "grokbook's HASH.steps.csv are recognised), NPY, JSON, or TensorBoard event files "
+                         "(events.out.tfevents.* or a directory of them; pip install grokbook[tensorboard])")
+    predict.add_argument("--tag", metavar="NAME", help="the scalar tag (event files) or column (CSV) to score; "
+                         "default: the ones naming a training loss (containing 'loss' and 'train', else 'loss' "
+                         "and no held-out word such as 'val')")
     predict.add_argument("--model", metavar="FILE", help="a predictor saved as JSON (default: the one shipped, "
                          "fitted on the book's sweep)")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")

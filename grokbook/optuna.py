@@ -18,6 +18,8 @@ steps of its training loss instead, with a :class:`~grokbook.predict.GrokPredict
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -25,49 +27,119 @@ import numpy as np
 import optuna
 
 from .config import RunConfig
-from .predict import GrokPredictor
+from .curves_io import on_unit_steps
+from .predict import Assessment, GrokPredictor
 
 
 class GrokkingPruner(optuna.pruners.BasePruner):
-    """Prune, once a trial has reported ``predictor.window`` training losses, the trials
-    the predictor scores below ``threshold``; never prune before, and never after a
-    trial was kept.
+    """Prune, once a trial has reported ``predictor.window`` steps of training loss, the
+    trials the predictor does not expect to generalize; never prune before (except a
+    diverged trial), and never after a trial was kept.
 
     ``predictor``: default :meth:`GrokPredictor.default` (fitted on the book's sweep:
     choose or fit one for your task); ``threshold``: the probability below which a trial
     is pruned, default the predictor's own (it keeps 90% of the positives it was fitted
-    on). The trial must report its training loss at consecutive steps (from 0 or 1);
-    the first ``window`` reported values are the curve scored.
+    on); ``budget``: the steps a trial trains when it is not pruned, if known: a budget
+    shorter than the window is warned about at once.
+
+    The trial reports its training loss with ``trial.report(loss, step)``, at every step
+    or every ``N`` steps (from step 0 or any first step). The window is the ``window``
+    steps from the first step reported; once a report reaches its last step the curve
+    is put on unit steps (linear interpolation between the reported values when they
+    are ``N`` apart, :func:`grokbook.curves_io.on_unit_steps`: the oscillations faster
+    than ``N`` steps are lost, so a predictor fitted on every step may call such a
+    curve undetermined) and assessed (:meth:`GrokPredictor.assess`). Then the trial is
+
+    * pruned if it diverged (a NaN or inf reported inside the window; pruned at that
+      report, without waiting for the window to fill), or never fits (its loss has not
+      fallen, see :data:`grokbook.predict.NEVER_FITS_RATIO`);
+    * kept if the predictor cannot tell (verdict ``"undetermined"``: a feature far outside
+      the range it was fitted on): pruning on an extrapolation could lose the best trial;
+    * else pruned if its probability is below ``threshold``.
+
+    It warns (once per pruner, :class:`UserWarning`) when trials end before the window
+    is full, so that it never judges them: when ``budget < window``, or when a trial of
+    the study completed having reported fewer than ``window`` steps.
     """
 
-    def __init__(self, predictor: Optional[GrokPredictor] = None, threshold: Optional[float] = None) -> None:
+    def __init__(self, predictor: Optional[GrokPredictor] = None, threshold: Optional[float] = None,
+                 budget: Optional[int] = None) -> None:
         self.predictor = predictor if predictor is not None else GrokPredictor.default()
         self.threshold = self.predictor.threshold if threshold is None else float(threshold)
         if not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
-        self._keep: dict[tuple, bool] = {}  # (study name, trial number, its start) -> decision
+        self._decided: dict[tuple, Assessment] = {}  # (study name, trial number, its start) -> assessment
+        self._seen: set[tuple] = set()
+        self._checked: set[tuple] = set()  # completed trials whose length was checked
+        self._warned = False
+        if budget is not None and budget < self.predictor.window:
+            self._warn(f"the trial budget of {budget} steps is shorter than the predictor's window of "
+                       f"{self.predictor.window}: GrokkingPruner will never judge a trial")
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def assessment(self, trial: optuna.trial.FrozenTrial) -> Optional[Assessment]:
+        """The predictor's :class:`~grokbook.predict.Assessment` of ``trial``'s window, or
+        None while the window is not yet reported (and holds no NaN or inf)."""
+        values = trial.intermediate_values
+        if not values:
+            return None
+        n = self.predictor.window
+        steps = sorted(values)
+        first = steps[0]
+        inside = [s for s in steps if s < first + n]
+        bad = [s for s in inside if not math.isfinite(values[s])]
+        if bad:
+            return Assessment("diverged", None, f"trial {trial.number} reported a loss of {values[bad[0]]} at step "
+                              f"{bad[0]}, inside the window of {n} steps from step {first}")
+        if steps[-1] < first + n - 1:
+            return None
+        loss, _, _ = on_unit_steps(steps, [values[s] for s in steps])
+        return self.predictor.assess(loss[:n])[0]
 
     def probability(self, trial: optuna.trial.FrozenTrial) -> Optional[float]:
-        """The predictor's probability for ``trial``, or None before it has reported
-        ``window`` values. Raises ValueError if those steps are not consecutive."""
-        values = trial.intermediate_values
-        n = self.predictor.window
-        if len(values) < n:
-            return None
-        steps = sorted(values)[:n]
-        if steps[-1] - steps[0] != n - 1:
-            raise ValueError(f"GrokkingPruner needs the training loss at every step; trial {trial.number} "
-                             f"reported {n} values over steps {steps[0]}..{steps[-1]}")
-        return float(self.predictor.predict_proba([values[s] for s in steps])[0])
+        """The predictor's probability for ``trial``: None before its window is reported,
+        or when the predictor does not score it (verdict other than yes or no)."""
+        a = self.assessment(trial)
+        return None if a is None else a.probability
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
         key = (study.study_name, trial.number, trial.datetime_start)
-        if key not in self._keep:
-            p = self.probability(trial)
-            if p is None:
+        if key not in self._seen:  # a new trial: did an earlier one end before the window?
+            self._seen.add(key)
+            if not self._warned:
+                self._check_finished(study)
+        if key not in self._decided:
+            a = self.assessment(trial)
+            if a is None:
                 return False
-            self._keep[key] = p >= self.threshold
-        return not self._keep[key]
+            self._decided[key] = a
+        a = self._decided[key]
+        if a.verdict in ("diverged", "never fits"):
+            return True
+        if a.verdict == "undetermined":
+            return False
+        return a.probability < self.threshold
+
+    def _check_finished(self, study: optuna.study.Study) -> None:
+        """Warn if a completed trial of ``study`` reported fewer steps than the window
+        (each trial is looked at once)."""
+        n = self.predictor.window
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            key = (study.study_name, t.number)
+            if key in self._checked:
+                continue
+            self._checked.add(key)
+            steps = t.intermediate_values
+            span = max(steps) - min(steps) + 1 if steps else 0
+            if span < n:
+                self._warn(f"trial {t.number} completed after reporting {span} steps of training loss, fewer than "
+                           f"the predictor's window of {n}: GrokkingPruner never judged it; train trials for at "
+                           f"least {n} steps")
+                return
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ measured predictor:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -381,6 +382,52 @@ def _as_curves(curves) -> list[np.ndarray]:
     return [np.asarray(c, dtype=np.float64) for c in curves]
 
 
+#: The verdicts of :meth:`GrokPredictor.assess`.
+VERDICTS = ("yes", "no", "undetermined", "never fits", "diverged")
+#: A curve "never fits" when the mean loss over the last :data:`FIT_CHECK_FRACTION` of
+#: the window is at least this fraction of the mean over its first: the loss has not
+#: fallen by a tenth (a flat curve, or a learning rate too small to move it from
+#: ``log(p)``). None of the 420 runs of the book's sweep comes near it (their ratio at
+#: window 200 is at most 0.39).
+NEVER_FITS_RATIO = 0.9
+#: The share of the window (its first and its last steps) whose means the fit check compares.
+FIT_CHECK_FRACTION = 0.1
+#: A feature more than this many standard deviations (of the fitted runs' values of it)
+#: below their minimum or above their maximum makes a curve "undetermined": the model
+#: would extrapolate.
+RANGE_TOLERANCE_SD = 1.0
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What :meth:`GrokPredictor.assess` says of one curve.
+
+    ``verdict``: one of :data:`VERDICTS`: ``"yes"`` or ``"no"`` (the probability is at or
+    above the predictor's threshold, or below it), ``"undetermined"`` (the predictor
+    does not know: a feature outside the range it was fitted on, a feature not finite,
+    or a loss that is not positive), ``"never fits"`` (the loss has not fallen in the
+    window, see :data:`NEVER_FITS_RATIO`) or ``"diverged"`` (a NaN or inf in the
+    window). ``probability``: the model's probability of the positive class for
+    ``"yes"`` and ``"no"``, None otherwise. ``reason``: one sentence saying why.
+    ``features``: the curve's features by name (empty when they were not computed;
+    a feature may be NaN)."""
+
+    verdict: str
+    probability: Optional[float]
+    reason: str
+    features: dict = field(default_factory=dict)
+
+    @property
+    def scored(self) -> bool:
+        """Whether the model scored the curve (verdict ``"yes"`` or ``"no"``)."""
+        return self.verdict in ("yes", "no")
+
+
+def _feature_stats(X: np.ndarray) -> dict[str, np.ndarray]:
+    """``min``, ``max``, ``mean``, ``std`` (population) of each column of ``X`` (``(n, k)``)."""
+    return {"min": X.min(axis=0), "max": X.max(axis=0), "mean": X.mean(axis=0), "std": X.std(axis=0)}
+
+
 @dataclass(frozen=True, eq=False)
 class GrokPredictor:
     """A standardized logistic regression on early-curve features, with its decision
@@ -394,7 +441,10 @@ class GrokPredictor:
     ``1 - recall`` quantile of the training positives' probabilities; ``label``: what
     positive means; ``meta``: provenance; ``training``: the fitted table (``X`` ``(n, k)``,
     ``y`` ``(n,)``, and ``configs``, the run configs as dicts), kept so a fit can be
-    checked and repeated. Saved as JSON (:meth:`save`, :meth:`load`), never pickled.
+    checked and repeated; ``feature_stats``: ``min``, ``max``, ``mean``, ``std`` of each
+    fitted feature (``(k,)`` each), from which :meth:`assess` tells a curve outside the
+    fitted range (None: not known, no range check). Saved as JSON (:meth:`save`,
+    :meth:`load`), never pickled.
     """
 
     features: tuple[str, ...]
@@ -409,6 +459,7 @@ class GrokPredictor:
     label: str
     meta: dict = field(default_factory=dict)
     training: Optional[dict] = None
+    feature_stats: Optional[dict] = None
 
     @classmethod
     def fit(cls, X, y, features: Sequence[str], window: int, detrend: str, *, recall: float = 0.9,
@@ -440,7 +491,8 @@ class GrokPredictor:
         model = LogisticRegression(C=C).fit((X - mean) / scale, y)
         pred = cls(features, int(window), detrend, mean, scale, model.coef_[0].astype(np.float64),
                    float(model.intercept_[0]), 0.0, float(recall), label, dict(meta or {}, C=C),
-                   {"X": X, "y": y, "configs": list(configs)} if configs is not None else {"X": X, "y": y})
+                   {"X": X, "y": y, "configs": list(configs)} if configs is not None else {"X": X, "y": y},
+                   _feature_stats(X))
         threshold = float(np.quantile(pred.proba_from_features(X[y]), 1 - recall))
         return dataclasses.replace(pred, threshold=threshold)
 
@@ -494,6 +546,102 @@ class GrokPredictor:
         """``(n_curves,)`` booleans: probability at or above ``threshold``."""
         return self.predict_proba(curves) >= self.threshold
 
+    def assess(self, curves) -> list[Assessment]:
+        """One :class:`Assessment` per training-loss curve (one curve ``(T,)``,
+        ``(n_curves, T)``, or a sequence of curves, ``T >= window``), from its first
+        ``window`` steps only. The first rule that applies gives the verdict:
+
+        1. a NaN or inf in the window: ``"diverged"``;
+        2. a mean loss over the first :data:`FIT_CHECK_FRACTION` of the window that is not
+           positive (e.g. all zeros): ``"undetermined"``; the fit check and the features'
+           logarithms need a positive loss, as a cross-entropy is;
+        3. a mean loss over the last :data:`FIT_CHECK_FRACTION` of the window at least
+           :data:`NEVER_FITS_RATIO` times the mean over its first: ``"never fits"``;
+        4. a feature that is not finite: ``"undetermined"``;
+        5. a feature more than :data:`RANGE_TOLERANCE_SD` standard deviations of the fitted
+           values beyond their minimum or maximum: ``"undetermined"``, the reason naming
+           each such feature and how far. Without ``feature_stats`` (a predictor saved
+           by an older grokbook, with no training table either) this check is skipped
+           and the reason of the verdict says so;
+        6. else ``"yes"`` if the probability is at or above ``threshold``, ``"no"`` below.
+
+        :meth:`predict_proba` and :meth:`predict` score every curve regardless. Raises
+        ValueError, naming the curve by its index, for a curve shorter than ``window``
+        or not 1-D, and for a predictor that needs more than the loss."""
+        missing = [f for f in self.features if f not in LOSS_ONLY]
+        if missing:
+            raise ValueError(f"this predictor needs {missing}, which a loss curve alone does not give; "
+                             "score stored runs with predict_runs")
+        out = []
+        for i, curve in enumerate(_as_curves(curves)):
+            if curve.ndim != 1:
+                raise ValueError(f"curve {i}: a loss curve is 1-D (one loss per step), got shape {curve.shape}")
+            if len(curve) < self.window:
+                raise ValueError(f"curve {i}: the curve has {len(curve)} steps, fewer than the window of "
+                                 f"{self.window}")
+            out.append(self._assess_one(curve[:self.window]))
+        return out
+
+    def _assess_one(self, loss: np.ndarray) -> Assessment:
+        """:meth:`assess` of one window ``(window,)``."""
+        n = self.window
+        bad = np.flatnonzero(~np.isfinite(loss))
+        if len(bad):
+            return Assessment("diverged", None, f"the loss is {loss[bad[0]]} at step {bad[0]}, inside the window "
+                              f"of {n} steps")
+        k = max(int(n * FIT_CHECK_FRACTION), 1)
+        start, end = float(loss[:k].mean()), float(loss[-k:].mean())
+        if not start > 0:
+            return Assessment("undetermined", None, f"the loss is not positive at the start (mean {start:.4g} over "
+                              f"steps 0 to {k - 1}); the fit check and the features need a positive training loss")
+        with np.errstate(all="ignore"):  # a flat curve has no oscillation: 0/0 in its Hjorth mobility
+            f = curve_features(loss, n, self.detrend)
+        features = {name: float(f[name]) for name in self.features}
+        if end >= NEVER_FITS_RATIO * start:
+            return Assessment("never fits", None, f"the loss has not fallen: mean {end:.4g} over steps {n - k} to "
+                              f"{n - 1} against {start:.4g} over steps 0 to {k - 1} (ratio {end / start:.2f}, "
+                              f"never fits at {NEVER_FITS_RATIO} or more)", features)
+        nonfinite = [name for name, v in features.items() if not math.isfinite(v)]
+        if nonfinite:
+            return Assessment("undetermined", None, f"{', '.join(nonfinite)} not finite (is the curve constant "
+                              "over part of the window?)", features)
+        x = np.array([features[name] for name in self.features])
+        if self.feature_stats is None:
+            checked = ("; the feature ranges were not checked: this predictor holds no statistics of the "
+                       "features it was fitted on (saved by an older grokbook without its training table)")
+        else:
+            outside = self._outside(x)
+            if outside:
+                return Assessment("undetermined", None, "outside the range the predictor was fitted on by more "
+                                  f"than {RANGE_TOLERANCE_SD:g} sd: " + "; ".join(outside), features)
+            checked = f"; every feature within the fitted range (tolerance {RANGE_TOLERANCE_SD:g} sd)"
+        p = float(self.proba_from_features(x[None])[0])
+        if not math.isfinite(p):
+            return Assessment("undetermined", None, f"the model gives a probability of {p}", features)
+        yes = p >= self.threshold
+        return Assessment("yes" if yes else "no", p, f"P = {p:.3f} {'>=' if yes else '<'} threshold "
+                          f"{self.threshold:.3f}{checked}", features)
+
+    def _outside(self, x: np.ndarray) -> list[str]:
+        """For features ``x`` (``(k,)``), one phrase per feature further than
+        :data:`RANGE_TOLERANCE_SD` standard deviations outside the fitted ``[min, max]``,
+        furthest first."""
+        st = self.feature_stats
+        lo, hi, sd = st["min"], st["max"], st["std"]
+        below, above = lo - x, x - hi
+        beyond = np.maximum(np.maximum(below, above), 0.0)
+        far = beyond > RANGE_TOLERANCE_SD * sd
+        phrases = []
+        for j in sorted(np.flatnonzero(far), key=lambda j: -beyond[j] / sd[j] if sd[j] > 0 else -np.inf):
+            name, side = self.features[j], ("below the smallest" if below[j] > 0 else "above the largest")
+            edge = lo[j] if below[j] > 0 else hi[j]
+            if sd[j] > 0:
+                phrases.append(f"{name} = {x[j]:.4g} is {beyond[j] / sd[j]:.1f} sd ({sd[j]:.3g}) {side} "
+                               f"fitted value {edge:.4g}")
+            else:
+                phrases.append(f"{name} = {x[j]:.4g}, while every fitted run had {edge:.4g}")
+        return phrases
+
     def predict_runs(self, runs: Sequence) -> np.ndarray:
         """``(n_runs,)`` probabilities of stored runs (any of :data:`FEATURES`)."""
         X = np.array([[early_features(run, self.window, self.detrend)[k] for k in self.features] for run in runs])
@@ -508,11 +656,15 @@ class GrokPredictor:
         if self.training is not None:
             out["training"] = {"X": self.training["X"].tolist(), "y": self.training["y"].astype(int).tolist(),
                                **({"configs": self.training["configs"]} if "configs" in self.training else {})}
+        if self.feature_stats is not None:
+            out["feature_stats"] = {s: np.asarray(v).tolist() for s, v in self.feature_stats.items()}
         return out
 
     @classmethod
     def from_json(cls, d: dict) -> "GrokPredictor":
-        """The inverse of :meth:`to_json`; ValueError naming what is missing or malformed."""
+        """The inverse of :meth:`to_json`; ValueError naming what is missing or malformed.
+        A file without ``feature_stats`` (saved before grokbook kept them) gets them from
+        its training table if it has one, else none (then :meth:`assess` checks no range)."""
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
             raise ValueError(f"not a grokbook predictor (expected format {_FORMAT!r})")
         try:
@@ -534,6 +686,17 @@ class GrokPredictor:
             if "configs" in t:
                 training["configs"] = list(t["configs"])
             pred = dataclasses.replace(pred, training=training)
+        if "feature_stats" in d:
+            try:
+                stats = {s: np.asarray(d["feature_stats"][s], dtype=np.float64) for s in ("min", "max", "mean", "std")}
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"malformed predictor: feature_stats: {type(err).__name__}: {err}") from None
+            if any(a.shape != (k,) or not np.all(np.isfinite(a)) for a in stats.values()) or np.any(stats["std"] < 0):
+                raise ValueError(f"malformed predictor: feature_stats must hold min, max, mean and std, {k} finite "
+                                 "numbers each")
+            pred = dataclasses.replace(pred, feature_stats=stats)
+        elif pred.training is not None and len(pred.training["X"]):
+            pred = dataclasses.replace(pred, feature_stats=_feature_stats(pred.training["X"]))
         return pred
 
     def save(self, path) -> None:

@@ -1,6 +1,7 @@
 """GrokPredictor and curve_features against independent oracles: closed-form features
 of known curves, scikit-learn's own pipeline, and the book's sweep re-trained."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -152,3 +153,103 @@ def test_default_predictor_is_regenerated_from_its_table_and_its_runs():
             e = pred.features.index("log_paper_energy")
             assert f["log_paper_energy"] == pytest.approx(t["X"][k][e], abs=1e-3)
         assert (run_outcome(run, 5.0) in POSITIVE) == t["y"][k]
+
+
+# ---------------------------------------------------------------------------------------
+# assess: a predictor that says when it does not know
+# ---------------------------------------------------------------------------------------
+
+def _falling(start=3.4, fall=3.0, steps=300, seed=0):
+    """A loss that falls from ``start`` by a factor ``e ** fall`` over ``steps``, with 5% noise."""
+    rng = np.random.default_rng(seed)
+    return start * np.exp(-np.linspace(0, fall, steps)) * (1 + 0.05 * rng.random(steps))
+
+
+@pytest.mark.parametrize("curve", [np.full(300, 3.85),  # flat
+                                   np.log(97) + 1e-3 * np.random.default_rng(1).standard_normal(300)],  # lr 1e-5
+                         ids=["flat 3.85", "near log(97), like lr 1e-5"])
+def test_a_curve_whose_loss_has_not_fallen_never_fits(curve):
+    pred = GrokPredictor.default()
+    a = pred.assess(curve)[0]
+    assert a.verdict == "never fits" and a.probability is None and not a.scored
+    assert "ratio 1.00" in a.reason and "never fits at 0.9" in a.reason
+    assert np.isfinite(pred.predict_proba(curve)[0])  # predict_proba still scores it, as before
+
+
+def test_the_never_fits_rule_is_the_named_ratio():
+    from grokbook.predict import FIT_CHECK_FRACTION, NEVER_FITS_RATIO
+
+    pred = dataclasses.replace(GrokPredictor.default(), feature_stats=None)
+    n, k = pred.window, int(pred.window * FIT_CHECK_FRACTION)
+    for ratio, never in [(NEVER_FITS_RATIO + 0.01, True), (NEVER_FITS_RATIO - 0.01, False)]:
+        curve = np.r_[np.linspace(2.0, 2.0 * ratio, n - k), np.full(k + 100, 2.0 * ratio)]
+        curve[:k] = 2.0  # first tenth at 2.0, last tenth at 2.0 * ratio
+        assert (pred.assess(curve)[0].verdict == "never fits") == never, ratio
+
+
+def test_zeros_are_undetermined_not_nan():
+    a = GrokPredictor.default().assess(np.zeros(300))[0]
+    assert a.verdict == "undetermined" and a.probability is None
+    assert "not positive" in a.reason and "nan" not in a.reason.lower()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_nan_or_inf_in_the_window_is_diverged(bad):
+    pred = GrokPredictor.default()
+    curve = _falling()
+    curve[57] = bad
+    a = pred.assess(curve)[0]
+    assert a.verdict == "diverged" and a.probability is None and "at step 57" in a.reason
+    later = _falling()
+    later[pred.window + 5] = bad  # after the window: not seen
+    assert pred.assess(later)[0].verdict != "diverged"
+
+
+def test_a_feature_far_outside_the_fitted_range_is_undetermined_and_named():
+    pred = GrokPredictor.default()
+    lo, hi = pred.feature_stats["min"], pred.feature_stats["max"]
+    j = pred.features.index("log_paper_energy")
+    a = pred.assess(_falling(start=np.log(97), fall=1.0))[0]  # a vocabulary of 97: a higher loss than any fitted run
+    x = a.features["log_paper_energy"]
+    assert x > hi[j] + pred.feature_stats["std"][j]
+    assert a.verdict == "undetermined" and a.probability is None
+    assert "log_paper_energy" in a.reason and "sd" in a.reason and "above the largest fitted value" in a.reason
+    assert f"{hi[j]:.4g}" in a.reason
+    # widen the fitted range around this curve: then it is scored, as predict_proba scores it
+    wide = dataclasses.replace(pred, feature_stats={**pred.feature_stats, "min": np.minimum(lo, x - 1),
+                                                    "max": np.maximum(hi, x + 1)})
+    b = wide.assess(_falling(start=np.log(97), fall=1.0))[0]
+    assert b.verdict in ("yes", "no") and "within the fitted range" in b.reason
+    assert b.probability == pytest.approx(pred.predict_proba(_falling(start=np.log(97), fall=1.0))[0], abs=0)
+    assert b.verdict == ("yes" if b.probability >= pred.threshold else "no")
+
+
+def test_assess_without_feature_stats_scores_and_says_the_range_was_not_checked():
+    pred = dataclasses.replace(GrokPredictor.default(), feature_stats=None)
+    a = pred.assess(_falling(start=np.log(97), fall=1.0))[0]
+    assert a.verdict in ("yes", "no") and "ranges were not checked" in a.reason
+    with pytest.raises(ValueError, match="curve 1: the curve has 100 steps, fewer than the window"):
+        pred.assess([_falling(), _falling()[:100]])
+
+
+def test_feature_stats_are_fitted_saved_and_read_and_old_files_still_load(tmp_path):
+    X, y = _synthetic()
+    names = ("log_loss_level", "loss_slope", "mobility")
+    pred = GrokPredictor.fit(X, y, names, 50, "taper:0.02")
+    assert pred.feature_stats["min"] == pytest.approx(X.min(0)) and pred.feature_stats["max"] == pytest.approx(X.max(0))
+    assert pred.feature_stats["std"] == pytest.approx(X.std(0))
+    pred.save(tmp_path / "p.json")
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert set(d["feature_stats"]) == {"min", "max", "mean", "std"}
+    back = GrokPredictor.load(tmp_path / "p.json")
+    for s in ("min", "max", "mean", "std"):
+        assert np.array_equal(back.feature_stats[s], pred.feature_stats[s])
+    # an older file: no feature_stats, but a training table (they are computed from it) ...
+    old = {k: v for k, v in d.items() if k != "feature_stats"}
+    from_table = GrokPredictor.from_json(old)
+    assert from_table.feature_stats["max"] == pytest.approx(X.max(0), abs=0)
+    # ... or neither: it loads, and assess checks no range
+    bare = GrokPredictor.from_json({k: v for k, v in old.items() if k != "training"})
+    assert bare.feature_stats is None
+    with pytest.raises(ValueError, match="malformed predictor: feature_stats"):
+        GrokPredictor.from_json({**d, "feature_stats": {**d["feature_stats"], "std": [1.0]}})

@@ -1,5 +1,8 @@
-"""GrokkingPruner in real Optuna studies, and replay_search against pruners whose
-decisions are known in advance."""
+"""GrokkingPruner in real Optuna studies (diverged, never-fitting, undeterminable and
+sparsely reported trials, budgets shorter than the window), and replay_search against
+pruners whose decisions are known in advance."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from grokbook import sweep  # noqa: E402
+from grokbook.curves_io import on_unit_steps  # noqa: E402
 from grokbook.optuna import GrokkingPruner, SearchResult, replay_search, sample_configs  # noqa: E402
 from grokbook.predict import GrokPredictor  # noqa: E402
 
@@ -24,7 +28,28 @@ def level_predictor() -> GrokPredictor:
 
 
 def _curve(level: float, steps: int = 80) -> np.ndarray:
-    return np.full(steps, 10.0 ** level)
+    """A loss that starts ten times higher for 3 steps (so it fits) and then stays at
+    ``10 ** level``: the predictor's only feature, the late level, is ``level``."""
+    return np.r_[np.full(3, 10.0 ** (level + 1)), np.full(steps - 3, 10.0 ** level)]
+
+
+def _run(pruner, curve_of, n_trials: int = 1, every: int = 1):
+    """An in-memory study whose trial ``i`` reports ``curve_of(trial)`` every ``every``
+    steps; returns the study and, per trial, the last step it reported."""
+    last = {}
+
+    def objective(trial):
+        curve = curve_of(trial)
+        for step in range(0, len(curve), every):
+            trial.report(float(curve[step]), step)
+            last[trial.number] = step
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 0.0
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), pruner=pruner)
+    study.optimize(objective, n_trials=n_trials)
+    return study, last
 
 
 def test_pruner_prunes_exactly_the_trials_the_predictor_rejects(level_predictor):
@@ -50,21 +75,72 @@ def test_pruner_prunes_exactly_the_trials_the_predictor_rejects(level_predictor)
     assert states == {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
 
 
-def test_pruner_threshold_and_gaps(level_predictor):
+def test_pruner_threshold(level_predictor):
     assert GrokkingPruner(level_predictor, threshold=0.0).threshold == 0.0
     with pytest.raises(ValueError, match="probability"):
         GrokkingPruner(level_predictor, threshold=1.5)
 
-    def every_other_step(trial):
-        for step in range(0, 2 * WINDOW + 2, 2):
-            trial.report(1.0, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return 0.0
 
-    study = optuna.create_study(pruner=GrokkingPruner(level_predictor))
-    with pytest.raises(ValueError, match="training loss at every step"):
-        study.optimize(every_other_step, n_trials=1)
+def test_pruner_interpolates_losses_reported_every_n_steps(level_predictor):
+    every = 3
+    study, last = _run(GrokkingPruner(level_predictor), lambda t: _curve(t.suggest_float("level", -2, 1)),
+                       n_trials=20, every=every)
+    for trial in study.trials:
+        steps = np.arange(0, 80, every)
+        on_steps, first, _ = on_unit_steps(steps, _curve(trial.params["level"])[steps])
+        assert first == 0 and len(on_steps) == 79
+        keep = bool(level_predictor.predict(on_steps[:WINDOW])[0])
+        assert (trial.state == optuna.trial.TrialState.PRUNED) == (not keep)
+        # judged at the first report at or past the window's last step (29): step 30
+        assert last[trial.number] == (78 if keep else 30)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
+
+
+def test_pruner_prunes_a_diverged_trial_at_the_report_of_its_nan(level_predictor):
+    for bad in (float("nan"), float("inf")):
+        curve = _curve(-1.5)  # a curve the predictor would keep
+        curve[7] = bad
+        pruner = GrokkingPruner(level_predictor)
+        study, last = _run(pruner, lambda t: curve)
+        assert study.trials[0].state == optuna.trial.TrialState.PRUNED and last[0] == 7
+        assert pruner.assessment(study.trials[0]).verdict == "diverged"
+    # a NaN after the window of a trial that was kept does not prune it
+    curve = _curve(-1.5)
+    curve[WINDOW + 5] = float("nan")
+    study, last = _run(GrokkingPruner(level_predictor), lambda t: curve)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE and last[0] == 79
+
+
+def test_pruner_prunes_a_trial_that_never_fits_at_the_end_of_its_window(level_predictor):
+    flat = np.full(80, 10.0 ** -1.5)  # the level the predictor keeps, but the loss never falls
+    assert level_predictor.predict(flat)[0]
+    pruner = GrokkingPruner(level_predictor)
+    study, last = _run(pruner, lambda t: flat)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED and last[0] == WINDOW - 1
+    assert pruner.assessment(study.trials[0]).verdict == "never fits"
+
+
+def test_pruner_keeps_a_trial_the_predictor_cannot_judge(level_predictor):
+    far = _curve(5.0)  # a late level of 1e5: far above the fitted levels (at most about 1)
+    assert not level_predictor.predict(far)[0]  # scored anyway, it would be pruned
+    pruner = GrokkingPruner(level_predictor)
+    study, last = _run(pruner, lambda t: far)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE and last[0] == 79
+    a = pruner.assessment(study.trials[0])
+    assert a.verdict == "undetermined" and "log_loss_level" in a.reason
+    assert pruner.probability(study.trials[0]) is None
+
+
+def test_pruner_warns_once_when_trials_are_shorter_than_its_window(level_predictor):
+    with pytest.warns(UserWarning, match="budget of 10 steps is shorter than the predictor's window of 30"):
+        GrokkingPruner(level_predictor, budget=10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GrokkingPruner(level_predictor, budget=WINDOW)
+        study, last = _run(GrokkingPruner(level_predictor), lambda t: _curve(-1.5, steps=10), n_trials=4)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and "trial 0 completed after reporting 10 steps" in messages[0]
 
 
 class _PruneAt(optuna.pruners.BasePruner):

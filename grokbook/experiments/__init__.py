@@ -4,5 +4,11 @@
   authors' 5% and 99% and one delay ratio) and each chapter's registered departures;
 - :mod:`~grokbook.experiments.verdicts`: the shared verdict rules (seeds against
   matched controls, a decision from an interval, "not testable"), pure functions of
-  measured values.
+  measured values;
+- :mod:`~grokbook.experiments.records`: the offline runs, one compact record each;
+- :mod:`~grokbook.experiments.central`: the central claim against the hyperparameters
+  (chapters 2 and 9);
+- :mod:`~grokbook.experiments.parameters`: a chapter's parameters as one dataclass;
+- one module per chapter moved into this layer: :mod:`~grokbook.experiments.data_fraction`
+  (chapter 10).
 """
