@@ -103,3 +103,97 @@ def test_uncertain_configurations_and_within_configuration_signal():
     assert w["auc"][1] > 0.8 and w["c"][1] > 0.8 and w["configurations"] == 8
     null = within_configurations(y, base + 0.5 * rng.normal(size=len(cfg)), time, y, cfg, n_boot=200)
     assert null["auc"][1] < 0.5 < null["auc"][2]
+
+
+# ------------------------------------------------------------------ offline records, the sign picture
+
+
+def _records(n_steps=64):
+    """Hand-built records: two lrs x two wds x two seeds; outcomes set by hand."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    rows = []
+    outcomes = ["groks", "memorizes", "groks", "never fits", "memorizes", "groks", "memorizes", "memorizes"]
+    for k, (lr, wd, seed) in enumerate([(a, b, s) for a in (1e-3, 3e-3) for b in (0.0, 1.0) for s in (0, 1)]):
+        window = (np.exp(-np.linspace(0, 3, n_steps)) * (1 + 0.1 * rng.random(n_steps))).astype(np.float32)
+        out = outcomes[k]
+        rows.append(dict(lr=lr, weight_decay=wd, r=0.5, seed=seed, window=window, outcome=out,
+                         t4=float(100 + k) if out == "groks" else np.nan, steps_done=500,
+                         final_val_acc=0.1 * k))
+    return pd.DataFrame(rows)
+
+
+def test_records_data_takes_grokking_and_memorizing_records():
+    from grokbook.experiments.central import records_data
+    from grokbook.spectral import paper_energy
+
+    rec = _records()
+    d = records_data(rec, window=32)
+    keep = rec[rec.outcome != "never fits"]
+    assert len(d.y) == 7 and list(d.y) == list(keep.outcome == "groks")
+    assert list(d.time) == [100.0 + k if o == "groks" else 500.0 for k, o in zip(keep.index, keep.outcome)]
+    assert (d.event == d.y).all()
+    e0 = np.log10(paper_energy(np.asarray(keep.window.iloc[0], dtype=float)[:32], 32))
+    assert d.energy[0] == pytest.approx(e0)
+    assert len(set(d.configs)) == 4 and set(d.seeds) == {0, 1}
+    assert len(records_data(rec, window=65).y) == 0  # a window longer than the record's: no run
+
+
+def test_measurable_needs_both_outcomes_configurations_and_seeds():
+    from grokbook.experiments.central import measurable
+
+    d = _sweep(0.0)
+    assert measurable(d, 5)
+    assert not measurable(d, 17)  # 16 configurations
+    one_seed = SweepData(**{**d.__dict__, "seeds": np.zeros(len(d.y), int)})
+    assert not measurable(one_seed, 5)
+
+
+def test_auc_by_value_against_a_direct_auc():
+    """Each value's AUC is sklearn's AUC on that value's runs (one stratum); a value whose
+    runs hold one class is NaN; within strata only same-stratum pairs count."""
+    from sklearn.metrics import roc_auc_score
+
+    from grokbook.experiments.central import auc_by_value
+
+    rng = np.random.default_rng(0)
+    v = np.repeat([1.0, 2.0, 3.0], 20)
+    y = rng.random(60) < 0.5
+    y[v == 3.0] = True
+    s = rng.normal(size=60) + y * (v == 1.0)
+    got = auc_by_value(y, s, v)
+    for value in (1.0, 2.0):
+        assert got[value] == pytest.approx(roc_auc_score(y[v == value], s[v == value]))
+    assert np.isnan(got[3.0]) and list(got) == [1.0, 2.0, 3.0]
+    # a score that is the stratum only says nothing within strata
+    strat = np.tile([0, 1], 30)
+    assert auc_by_value(y, strat.astype(float), v, within=strat)[1.0] == pytest.approx(0.5)
+
+
+def test_cell_means_against_pandas():
+    import pandas as pd
+
+    from grokbook.experiments.central import cell_means
+
+    rec = _records()
+    m = cell_means(rec.lr, rec.weight_decay, rec.final_val_acc, [1e-3, 3e-3, 5e-3], [0.0, 1.0])
+    oracle = rec.groupby(["lr", "weight_decay"]).final_val_acc.mean()
+    for i, a in enumerate([1e-3, 3e-3]):
+        for j, b in enumerate([0.0, 1.0]):
+            assert m[i, j] == pytest.approx(oracle[(a, b)])
+    assert np.isnan(m[2]).all()
+
+
+def test_heatmaps_and_sign_figures_draw():
+    import matplotlib.pyplot as plt
+
+    from grokbook.experiments.central import plot_heatmaps, plot_sign, records_data
+
+    rec = _records()
+    fig = plot_heatmaps(rec, window=32)
+    assert len(fig.axes) == 4  # two maps, two colour bars
+    plt.close(fig)
+    fig = plot_sign({"book": _sweep(0.0), "bridge": records_data(rec, window=32)})
+    assert len(fig.axes) == 4
+    plt.close(fig)

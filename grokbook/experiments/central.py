@@ -235,3 +235,129 @@ def seed_experiment_configs(data: SweepData, representatives: Mapping, *, k: int
     return {"seed and split": [representatives[c].replace(seed=s, data_seed=s) for c in chosen for s in fresh],
             "initialisation only": [representatives[c].replace(seed=s, data_seed=fresh_seed)
                                     for c in chosen[:fixed_split_configs] for s in fresh]}
+
+
+def records_data(records, *, window: int) -> SweepData:
+    """:class:`SweepData` of offline records (a ``pandas.DataFrame`` of
+    :func:`grokbook.experiments.records.read_records`): the runs whose recorded outcome
+    (at the authors' thresholds) is grokking or memorizing and whose first ``window``
+    training losses are recorded and finite. A memorizing run's time is censored at the
+    steps it ran; configurations are (lr, weight decay, r)."""
+    from ..spectral import paper_energy
+
+    rec = records[records.outcome.isin(["groks", "memorizes"])]
+    loss = [np.asarray(w, dtype=np.float64)[:window] for w in rec.window]
+    ok = np.array([len(x) == window and np.isfinite(x).all() for x in loss], dtype=bool)
+    rec, loss = rec[ok], [x for x, k in zip(loss, ok) if k]
+    y = (rec.outcome == "groks").to_numpy()
+    time = np.where(y, rec.t4.astype(float).fillna(-1).to_numpy(), rec.steps_done.to_numpy(float))
+    lr, wd, r = (rec[c].to_numpy(float) for c in ("lr", "weight_decay", "r"))
+    return SweepData(y=y, time=time, event=y.copy(), configs=strata(lr, wd, r), seeds=rec.seed.to_numpy(),
+                     lr=lr, weight_decay=wd, r=r,
+                     energy=np.array([np.log10(paper_energy(x, window)) for x in loss], dtype=float))
+
+
+def measurable(data: SweepData, n_folds: int) -> bool:
+    """Whether :func:`score_predictors` can score ``data``: both outcomes on at least
+    two runs each, at least ``n_folds`` configurations to hold out and two seeds."""
+    y = np.asarray(data.y, bool)
+    return bool(min(y.sum(), (~y).sum()) >= 2 and len(np.unique(data.configs)) >= n_folds
+                and len(np.unique(data.seeds)) >= 2)
+
+
+def auc_by_value(y, score, values, within=None) -> dict:
+    """The AUC of ``score`` for ``y`` among the runs at each distinct value of ``values``
+    (all ``(n,)``), pooled over the pairs that share ``within`` (e.g. the train fraction;
+    None: all pairs of that value); NaN where that value's runs (or every stratum of
+    them) hold one class. ``{value: AUC}`` in ascending order of value."""
+    y, s, v = np.asarray(y, bool), np.asarray(score, float), np.asarray(values)
+    w = np.zeros(len(y)) if within is None else np.asarray(within)
+    if not (y.shape == s.shape == v.shape == w.shape):
+        raise ValueError(f"y {y.shape}, score {s.shape}, values {v.shape} and within {w.shape} must have one shape")
+    out = {}
+    for value in np.unique(v):
+        m = v == value
+        try:
+            out[value.item() if hasattr(value, "item") else value] = stratified_auc(y[m], s[m], w[m])
+        except ValueError:  # no stratum with both classes
+            out[value.item() if hasattr(value, "item") else value] = float("nan")
+    return out
+
+
+def cell_means(lr, weight_decay, value, lrs, weight_decays) -> np.ndarray:
+    """The mean of ``value`` (``(n,)``, NaNs skipped) over the runs of each (lr, weight
+    decay) cell: ``(len(lrs), len(weight_decays))``, NaN for a cell with no finite value."""
+    lr, wd, x = (np.asarray(a, dtype=float) for a in (lr, weight_decay, value))
+    out = np.full((len(lrs), len(weight_decays)), np.nan)
+    for i, a in enumerate(lrs):
+        for j, b in enumerate(weight_decays):
+            cell = x[np.isclose(lr, a) & np.isclose(wd, b)]
+            cell = cell[np.isfinite(cell)]
+            if len(cell):
+                out[i, j] = cell.mean()
+    return out
+
+
+def plot_heatmaps(records, *, window: int, axes=None):
+    """The paper's heatmaps from offline records: the log10 raw energy of the first
+    ``window`` steps (``axes[0]``) beside the final validation accuracy (``axes[1]``),
+    each the mean over seeds of an (lr, weight decay) cell; numbers written in the cells,
+    the seeds recorded in brackets. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from ..spectral import paper_energy
+
+    lrs, wds = sorted(records.lr.unique()), sorted(records.weight_decay.unique())
+    energy = [np.log10(paper_energy(np.asarray(w, dtype=np.float64)[:window], window))
+              if len(w) >= window and np.isfinite(np.asarray(w[:window], dtype=float)).all() else np.nan
+              for w in records.window]
+    counts = np.array([[((np.isclose(records.lr, a)) & np.isclose(records.weight_decay, b)).sum() for b in wds]
+                       for a in lrs])
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for ax, value, title, cmap, fmt in (
+            (axes[0], energy, f"log10 raw energy, first {window} steps", "magma", "{:.2f}"),
+            (axes[1], records.final_val_acc.to_numpy(float), "final validation accuracy", "viridis", "{:.2f}")):
+        m = cell_means(records.lr, records.weight_decay, value, lrs, wds)
+        im = ax.imshow(m, origin="lower", cmap=cmap, aspect="auto",
+                       vmin=0 if "accuracy" in title else None, vmax=1 if "accuracy" in title else None)
+        for i in range(len(lrs)):
+            for j in range(len(wds)):
+                text = "-" if not np.isfinite(m[i, j]) else fmt.format(m[i, j])
+                ax.text(j, i, f"{text}\n({counts[i, j]})", ha="center", va="center", fontsize=7,
+                        color="w" if np.isfinite(m[i, j]) and im.norm(m[i, j]) < 0.5 else "k")
+        ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
+        ax.set_yticks(range(len(lrs)), [f"{a:g}" for a in lrs])
+        ax.set(xlabel="weight decay", ylabel="learning rate", title=title)
+        ax.grid(False)
+        ax.figure.colorbar(im, ax=ax, shrink=0.85)
+    return axes[0].figure
+
+
+def plot_sign(grids: Mapping[str, SweepData], axes=None):
+    """Where in the lr x weight-decay plane the early energy goes with grokking: for each
+    grid (a row of ``axes``), the AUC of the paper's quantity for grokking against
+    memorizing among the runs of each learning rate (left) and of each weight decay
+    (right), pairs within one train fraction (:func:`auc_by_value`), each point labelled
+    with the number of (grokking, memorizing) pairs it rests on. Above 0.5: more energy
+    goes with grokking there. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(len(grids), 2, figsize=(9, 2.6 * len(grids)), constrained_layout=True,
+                               squeeze=False)
+    for row, (name, d) in zip(axes, grids.items()):
+        for ax, values, what in ((row[0], d.lr, "learning rate"), (row[1], d.weight_decay, "weight decay")):
+            auc = auc_by_value(d.y, d.energy, values, d.r)
+            x = np.arange(len(auc))
+            ax.plot(x, list(auc.values()), "o-", color="#2e4057")
+            for xi, (v, a) in zip(x, auc.items()):  # how many pairs each point rests on
+                at = np.asarray(values) == v
+                n = discordant_pairs(np.asarray(d.y)[at], np.asarray(d.r)[at])
+                if np.isfinite(a):
+                    ax.annotate(f"{n}", (xi, a), xytext=(4, 4), textcoords="offset points", fontsize=7, color="0.35")
+            ax.axhline(0.5, color="0.5", ls=":", lw=0.9)
+            ax.set_xticks(x, [f"{v:g}" for v in auc], fontsize=8)
+            ax.set(ylim=(0, 1), xlabel=what, title=f"{name}: each {what}", xlim=(-0.5, max(len(auc), 1) - 0.5))
+        row[0].set_ylabel("AUC of the raw energy\n(groks vs memorizes)")
+    return axes[0][0].figure
