@@ -197,3 +197,69 @@ def test_heatmaps_and_sign_figures_draw():
     fig = plot_sign({"book": _sweep(0.0), "bridge": records_data(rec, window=32)})
     assert len(fig.axes) == 4
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ chapter 9's registered rules
+
+
+@pytest.mark.parametrize("lo, hi, word", [
+    (0.61, 0.8, "reproduced"), (0.6, 0.8, "not reproduced"),  # the rule is strict: the interval lies above 0.6
+    (0.2, 0.39, "reversed"), (0.2, 0.4, "not reproduced"),
+    (0.45, 0.55, "not reproduced"), (np.nan, 0.5, "not measurable on this sweep")])
+def test_paper_word_every_branch_at_its_edges(lo, hi, word):
+    from grokbook.experiments.central import REGISTERED_AUC, paper_word
+
+    assert REGISTERED_AUC == 0.6
+    assert paper_word(lo, hi) == word
+
+
+@pytest.mark.parametrize("lo, hi, word", [(0.01, 0.2, "better"), (0.0, 0.2, "not distinguishable"),
+                                          (-0.2, -0.01, "worse"), (-0.2, 0.0, "not distinguishable"),
+                                          (np.nan, 0.1, "not measurable")])
+def test_comparison_word_every_branch(lo, hi, word):
+    from grokbook.experiments.central import comparison_word
+
+    assert comparison_word(lo, hi) == word
+
+
+def test_seed_reading_branches():
+    from grokbook.experiments.central import seed_reading
+
+    assert seed_reading(None, None).startswith("no interval")
+    narrow = seed_reading((0.7, 0.61, 0.79), (0.65, 0.5, 0.8))
+    assert "half-width 0.09, no wider than the 0.1" in narrow and "only the initialisation" in narrow
+    assert "do not agree" not in narrow and "within 0.02" not in narrow
+    wide = seed_reading((0.68, 0.51, 0.79), (0.36, 0.23, 0.54))
+    assert "half-width 0.14, wider" in wide and "within 0.02 of 0.5" in wide and "do not agree" in wide
+
+
+def test_score_seed_arm_finds_a_signal_planted_within_configurations():
+    """Records whose energy is higher for the grokking seeds of each configuration: the
+    pooled within-configuration AUC is 1; the same from within_configurations directly."""
+    import pandas as pd
+
+    from grokbook.experiments.central import score_seed_arm, within_configurations
+    from grokbook.spectral import paper_energy
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, (lr, wd) in enumerate([(1e-3, 1.0), (2e-3, 1.0), (1e-3, 0.5)]):
+        for s in range(6):
+            groks = s % 2 == 0
+            amp = 0.05 * (2.0 if groks else 1.0) * (1 + 0.1 * rng.random())
+            w = np.exp(-np.linspace(0, 2, 64)) + amp * np.sin(np.arange(64) * 2.5)
+            rows.append(dict(lr=lr, weight_decay=wd, r=0.5, seed=s, window=w, steps_done=300,
+                             outcome="groks" if groks else "memorizes", t4=100.0 + s if groks else np.nan))
+    rows.append(dict(lr=1e-3, weight_decay=1.0, r=0.5, seed=9, window=np.zeros(64), steps_done=10,
+                     outcome="never fits", t4=np.nan))
+    rec = pd.DataFrame(rows)
+    got = score_seed_arm(rec, window=64, steps=300, n_boot=50)
+    assert got["auc"][0] == pytest.approx(1.0) and got["pairs"] == 27 and got["n_records"] == 19
+    assert got["counts"] == {"groks": 9, "memorizes": 9, "never fits": 1}
+    kept = rec[rec.outcome != "never fits"]
+    e = np.log10([paper_energy(np.asarray(w, float), 64) for w in kept.window])
+    y = (kept.outcome == "groks").to_numpy()
+    t = np.where(y, kept.t4.fillna(300).to_numpy(), 300.0)
+    direct = within_configurations(y, e, t, y, np.array([f"{a}|{b}" for a, b in zip(kept.lr, kept.weight_decay)]),
+                                   n_boot=50)
+    assert got["auc"][0] == direct["auc"][0] and got["c"][0] == pytest.approx(direct["c"][0])

@@ -361,3 +361,74 @@ def plot_sign(grids: Mapping[str, SweepData], axes=None):
             ax.set(ylim=(0, 1), xlabel=what, title=f"{name}: each {what}", xlim=(-0.5, max(len(auc), 1) - 0.5))
         row[0].set_ylabel("AUC of the raw energy\n(groks vs memorizes)")
     return axes[0][0].figure
+
+
+# ------------------------------------------------------------------ chapter 9's registered rules
+
+#: Chapter 9's registered rule: the paper's quantity is reproduced when its AUC interval
+#: lies above this, reversed when it lies below ``1 - REGISTERED_AUC``.
+REGISTERED_AUC = 0.6
+
+
+def paper_word(lo: float, hi: float) -> str:
+    """The registered verdict word of the paper's quantity from its AUC interval."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "not measurable on this sweep"
+    if lo > REGISTERED_AUC:
+        return "reproduced"
+    if hi < 1 - REGISTERED_AUC:
+        return "reversed"
+    return "not reproduced"
+
+
+def comparison_word(lo: float, hi: float) -> str:
+    """One predictor against another from the interval of their paired AUC difference:
+    better / worse when it excludes 0, else not distinguishable."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "not measurable"
+    return "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable"
+
+
+def score_seed_arm(records, *, window: int, steps: int, n_boot: int = 1000, seed: int = 0) -> dict:
+    """One arm of the seed experiment from its records (a ``pandas.DataFrame`` of
+    :func:`grokbook.experiments.records.read_records`): the paper's quantity (log10 raw
+    energy of the first ``window`` losses) within configurations
+    (:func:`within_configurations`), over the records that grok or memorize; a grokking
+    run's time is its t4 (``steps`` if missing), a memorizing run's the steps it ran.
+    Returns :func:`within_configurations`'s dict with ``n_records`` and ``counts``
+    (outcome to number of records) added."""
+    from ..spectral import paper_energy
+
+    rec = records[records.outcome.isin(["groks", "memorizes"])]
+    e = np.log10([paper_energy(np.asarray(w[:window], dtype=float), window) for w in rec.window])
+    y = (rec.outcome == "groks").to_numpy()
+    t = np.where(y, rec.t4.astype(float).fillna(steps).to_numpy(), rec.steps_done.to_numpy(float))
+    w = within_configurations(y, e, t, y, strata(rec.lr, rec.weight_decay, rec.r), n_boot=n_boot, seed=seed)
+    return dict(w, n_records=len(records), counts=records.outcome.value_counts().to_dict())
+
+
+#: The half-width the seed experiment's interval was sized for (issue 31).
+SEED_HALF_WIDTH = 0.1
+
+
+def seed_reading(split: Optional[tuple], init: Optional[tuple]) -> str:
+    """A sentence reading the seed experiment's two arms (each ``(AUC, low, high)`` or
+    None): the interval's half-width against :data:`SEED_HALF_WIDTH`, an end within 0.02
+    of 0.5, and whether the arms agree on the direction."""
+    fmt = lambda a: f"{a[0]:.2f} [{a[1]:.2f}, {a[2]:.2f}]"  # noqa: E731
+    if split is None or not np.isfinite(split[1]):
+        return "no interval could be measured for this execution's parameters."
+    half = (split[2] - split[1]) / 2
+    text = (f"where seed and split vary together the AUC is {fmt(split)}, an interval of half-width "
+            f"{half:.2f}, {'wider' if half > SEED_HALF_WIDTH else 'no wider'} than the {SEED_HALF_WIDTH:g} this "
+            f"experiment was sized for")
+    init_ok = init is not None and np.isfinite(init[0])
+    if init_ok:
+        text += f"; where only the initialisation varies it is {fmt(init)}"
+    text += "."
+    if min(abs(split[1] - 0.5), abs(split[2] - 0.5)) < 0.02:
+        text += (" An end of the interval lies within 0.02 of 0.5, where another bootstrap draw can move it "
+                 "across: a weak signal at best.")
+    if init_ok and (split[0] - 0.5) * (init[0] - 0.5) < 0:
+        text += " The two arms do not agree on its direction."
+    return text
