@@ -96,3 +96,20 @@ def hyperparameter_features(lr: Sequence[float], weight_decay: Sequence[float], 
         raise ValueError("learning rates must be > 0 and weight decays >= 0")
     a, b = np.log10(lr_), np.log10(np.maximum(wd, WD_FLOOR))
     return np.column_stack([a, b, r_, a * b])
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion ``k / n`` (``0 <= k <= n``,
+    ``n >= 1``) at ``level``: ``(low, high)`` in [0, 1]. Unlike the normal interval it
+    stays inside [0, 1] and is not empty at k = 0 or k = n."""
+    from scipy.stats import norm
+
+    if not (isinstance(k, (int, np.integer)) and isinstance(n, (int, np.integer))) or not 0 <= k <= n or n < 1:
+        raise ValueError(f"need whole numbers 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    z = norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

@@ -263,3 +263,17 @@ def test_score_seed_arm_finds_a_signal_planted_within_configurations():
     direct = within_configurations(y, e, t, y, np.array([f"{a}|{b}" for a, b in zip(kept.lr, kept.weight_decay)]),
                                    n_boot=50)
     assert got["auc"][0] == direct["auc"][0] and got["c"][0] == pytest.approx(direct["c"][0])
+
+
+def test_outcome_shares_counts_and_wilson_intervals():
+    from grokbook.experiments.central import outcome_shares
+    from grokbook.stats import wilson_interval
+
+    rec = _records()
+    t = outcome_shares(rec).set_index(["lr", "weight_decay"])
+    assert len(t) == 4 and (t.runs == 2).all()
+    # the hand-built outcomes: (1e-3, 0): groks, memorizes; (1e-3, 1): groks, never fits
+    assert t.loc[(1e-3, 0.0), "groks"] == 1 and t.loc[(1e-3, 1.0), "generalizes"] == 1
+    assert t.loc[(3e-3, 1.0), "p_grok"] == 0.0
+    assert (t.loc[(1e-3, 0.0), ["p_grok_lo", "p_grok_hi"]].tolist()
+            == pytest.approx(list(wilson_interval(1, 2))))

@@ -122,3 +122,22 @@ def test_stratified_concordance_counts_only_pairs_within_a_stratum():
     assert concordance_index(s, t, e, strata=g) == pytest.approx(win / pairs, abs=1e-12)
     # a score that is only the stratum's label orders nothing within strata
     assert concordance_index(g.astype(float), t, e, strata=g) == 0.5
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (7, 24), (1, 1), (50, 200)])
+@pytest.mark.parametrize("level", [0.9, 0.95])
+def test_wilson_interval_is_scipys(k, n, level):
+    from scipy.stats import binomtest
+
+    from grokbook.stats import wilson_interval
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    assert wilson_interval(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_wilson_interval_refuses_bad_counts():
+    from grokbook.stats import wilson_interval
+
+    for k, n in ((-1, 5), (6, 5), (0, 0), (1.5, 3)):
+        with pytest.raises(ValueError):
+            wilson_interval(k, n)

@@ -432,3 +432,26 @@ def seed_reading(split: Optional[tuple], init: Optional[tuple]) -> str:
     if init_ok and (split[0] - 0.5) * (init[0] - 0.5) < 0:
         text += " The two arms do not agree on its direction."
     return text
+
+
+def outcome_shares(records, level: float = 0.95):
+    """P(grok) and P(generalize within the budget) per configuration (lr, weight decay,
+    r) of offline records (a ``pandas.DataFrame`` of
+    :func:`grokbook.experiments.records.read_records`), each with Wilson's interval at
+    ``level`` (:func:`grokbook.stats.wilson_interval`) over the configuration's seeds.
+    One row per configuration: ``lr``, ``weight_decay``, ``r``, ``runs``, ``groks``,
+    ``generalizes`` (grokking or not), ``p_grok``, ``p_grok_lo``, ``p_grok_hi``,
+    ``p_gen``, ``p_gen_lo``, ``p_gen_hi``."""
+    import pandas as pd
+
+    from ..stats import wilson_interval
+
+    rows = []
+    for (lr, wd, r), rec in records.groupby(["lr", "weight_decay", "r"], sort=True):
+        n = len(rec)
+        k_grok = int((rec.outcome == "groks").sum())
+        k_gen = int(rec.outcome.isin(["groks", "generalizes"]).sum())
+        (gl, gh), (nl, nh) = wilson_interval(k_grok, n, level), wilson_interval(k_gen, n, level)
+        rows.append(dict(lr=lr, weight_decay=wd, r=r, runs=n, groks=k_grok, generalizes=k_gen,
+                         p_grok=k_grok / n, p_grok_lo=gl, p_grok_hi=gh, p_gen=k_gen / n, p_gen_lo=nl, p_gen_hi=nh))
+    return pd.DataFrame(rows)
