@@ -6,8 +6,11 @@ A chapter is a MyST markdown notebook ``book/NN_name.md`` with one code cell tag
 the type of its default. Papermill itself accepts any parameter name silently; here an
 unknown name, profile or chapter, a value that does not parse as the parameter's type
 or is outside the allowed values of the :class:`~grokbook.config.RunConfig` field it
-stands for, an output that is a directory or an unreachable scheduler raises
-:class:`ChapterError` before anything is executed or written.
+stands for, an empty list where the chapter needs values, an accuracy level outside
+[0, 1] (or ``leave`` not below ``reach``), a device this machine does not have, a run
+that needs more memory than this machine has available, an output that is a directory,
+an unreachable scheduler or a run store that cannot be used raises :class:`ChapterError`
+before anything is executed or written.
 """
 
 from __future__ import annotations
@@ -250,19 +253,52 @@ def field_of(param: Parameter) -> Optional[str]:
     return "steps" if param.type is int and "steps" in param.name else None
 
 
-def check_run_values(chapter: Chapter, values: dict[str, Any]) -> None:
+#: Parameters that are accuracy levels or fractions, each in [0, 1]: the phase-time levels
+#: ``leave`` and ``reach`` (``leave < reach``), ``threshold``, ``*_target``, ``*_quantile``.
+_LEVEL = re.compile(r"leave|reach|threshold|\w+_target|\w+_quantile")
+
+
+def _check_shapes(chapter: Chapter, merged: dict[str, Any]) -> None:
+    """Raise :class:`ChapterError` for an empty list where the chapter's default has
+    values, a ``*_range`` that is not two increasing values, or an accuracy level (see
+    :data:`_LEVEL`) outside [0, 1] or a ``leave`` not below ``reach``."""
+    for name, value in merged.items():
+        param = chapter.parameters[name]
+        if param.type is list and param.default and not value:
+            raise ChapterError(f"parameter {name!r} = [] is empty: the chapter needs at least one value "
+                               f"(default {_short(param.default)})")
+        if param.type is list and name.endswith("_range") and not (len(value) == 2 and value[0] < value[1]):
+            raise ChapterError(f"parameter {name!r} = {value!r} is invalid: two values [low, high] with low < high")
+        if param.type is float and _LEVEL.fullmatch(name) and not 0 <= value <= 1:
+            raise ChapterError(f"parameter {name!r} = {value!r} is invalid: an accuracy level (a fraction) "
+                               "from 0 to 1")
+    if "leave" in merged and "reach" in merged and not merged["leave"] < merged["reach"]:
+        raise ChapterError(f"parameters 'leave' = {merged['leave']!r} and 'reach' = {merged['reach']!r} are "
+                           "invalid: an accuracy leaves chance below the level that counts as 100% "
+                           "(0 <= leave < reach <= 1)")
+
+
+def check_run_values(chapter: Chapter, values: dict[str, Any]) -> list[RunConfig]:
     """Raise :class:`ChapterError` naming the parameter and its allowed values unless
     the chapter's parameters (``values`` over the defaults) give valid runs: those
     named as RunConfig fields form one :class:`RunConfig`; each element of a list
     parameter for a field (see :func:`field_of`) must be valid in its place; any other
-    parameter for a field must be a valid value of that field on its own."""
+    parameter for a field must be a valid value of that field on its own. An empty
+    list where the default has values, a ``*_range`` that is not ``[low, high]`` and an
+    accuracy level outside [0, 1] (``leave < reach``) are refused too.
+
+    Returns the configurations it built: the one the fields form, and one per element
+    of each list parameter for a field (the chapter's runs vary these one at a time),
+    for :func:`check_memory`."""
     merged = {**{k: p.default for k, p in chapter.parameters.items()}, **values}
+    _check_shapes(chapter, merged)
     try:
         base = RunConfig(**{k: v for k, v in merged.items() if k in _FIELDS})
     except FieldError as err:
         if err.field in merged:
             raise ChapterError(f"parameter {err.field!r} = {err.value!r} is invalid: {err.allowed}") from None
         raise ChapterError(f"the parameters of chapter {chapter.name!r} give an invalid run: {err}") from None
+    built = [base]
     for name, value in merged.items():
         field = field_of(chapter.parameters[name])
         if field is None or name in _FIELDS:
@@ -270,7 +306,7 @@ def check_run_values(chapter: Chapter, values: dict[str, Any]) -> None:
         for item in value if isinstance(value, list) else [value]:
             try:
                 if isinstance(value, list):
-                    base.replace(**{field: item})
+                    built.append(base.replace(**{field: item}))
                 else:
                     check_field(field, item)
             except FieldError as err:
@@ -281,6 +317,101 @@ def check_run_values(chapter: Chapter, values: dict[str, Any]) -> None:
                 else:
                     reason = err.allowed
                 raise ChapterError(f"parameter {name!r} = {value!r} is invalid: {reason}") from None
+    return built
+
+
+def check_device(name: Optional[str] = None) -> str:
+    """The kind of device training will use (``cpu``, ``cuda`` or ``mps``): ``name``,
+    else ``$GROKBOOK_DEVICE``, else the best one available (see
+    :func:`grokbook.core.default_device`). :class:`ChapterError` when this machine does
+    not have it (or, for ``cuda:N``, fewer than N + 1 GPUs)."""
+    import torch
+
+    from .core import default_device
+
+    try:
+        with _environ(GROKBOOK_DEVICE=name):
+            device = default_device()
+    except ValueError as err:
+        raise ChapterError(f"device not available: {err}") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ChapterError(f"device not available: {device} asked, this machine has "
+                           f"{torch.cuda.device_count()} CUDA device(s)")
+    return device.type
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Bytes of memory available to a new process here: ``MemAvailable`` of
+    ``/proc/meminfo`` (Linux), else the free physical pages (``os.sysconf``); None if
+    neither can be read."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+#: What to lower when a part of :func:`grokbook.store.memory_bytes` is too large.
+_LOWER = {"curves": "steps", "snapshots": "n_snapshots or the model's size", "dataset": "p",
+          "model": "d_model or n_layers", "activations": "p, r, batch_size or d_model",
+          "runtime": "nothing: this machine is nearly full"}
+
+
+def _size(n: float) -> str:
+    """Bytes in words: 512 MB, 2.3 GB, 1200 GB."""
+    return f"{n / 2**20:.0f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB" if n < 100 * 2**30 else f"{n / 2**30:.0f} GB"
+
+
+def check_memory(configs: list[RunConfig], device: str = "cpu", available: Optional[int] = None,
+                 gpu_free: Optional[int] = None) -> None:
+    """Raise :class:`ChapterError`, with the numbers, when the largest of ``configs``
+    (by :func:`grokbook.store.memory_bytes`) cannot fit this machine: on the CPU, more
+    than ``available`` bytes (default :func:`available_memory_bytes`); on ``cuda``,
+    more than ``gpu_free`` bytes of the GPU (default its free memory) for the parts on
+    the GPU (dataset, model, activations) or more than ``available`` for the rest. One
+    run alone is estimated: a chapter that trains ensembles needs more, so this refuses
+    only the runs that cannot fit at all."""
+    if not configs:
+        return
+    from .progress import describe
+    from .store import memory_bytes
+
+    need = {c: memory_bytes(c) for c in configs}  # in order: the first of equal needs is named
+    worst = max(need, key=lambda c: sum(need[c].values()))
+    parts = need[worst]
+    available = available_memory_bytes() if available is None else available
+    checks = [("", parts, available)]
+    if device == "cuda":
+        import torch
+
+        on_gpu = {k: parts[k] for k in ("dataset", "model", "activations")}
+        free = torch.cuda.mem_get_info()[0] if gpu_free is None else gpu_free
+        checks = [(" of GPU memory", on_gpu, free),
+                  ("", {k: v for k, v in parts.items() if k not in on_gpu}, available)]
+    for where, part, have in checks:
+        total = sum(part.values())
+        if have is not None and total > have:
+            top = sorted(part.items(), key=lambda kv: -kv[1])
+            big = top[0][0]
+            raise ChapterError(
+                f"a run ({describe(worst)}) needs about {_size(total)}{where} ("
+                + ", ".join(f"{k} {_size(v)}" for k, v in top if v >= 0.01 * total)
+                + f"), more than the {_size(have)} available on this machine; lower {_LOWER[big]}")
+
+
+def check_store() -> None:
+    """:class:`ChapterError` when the default run store refuses to be used (a symbolic
+    link at its ``runs/`` or ``chapters/``: :class:`~grokbook.store.StoreError`)."""
+    from .store import RunStore, StoreError
+
+    try:
+        store = RunStore(device="cpu")
+        store._runs_path()
+        store._chapters_path()
+    except StoreError as err:
+        raise ChapterError(str(err)) from None
 
 
 def check_scheduler(address: str, timeout: float = 3.0) -> None:
@@ -371,6 +502,16 @@ def _one_line(err: BaseException) -> str:
     return f"{ename}: {lines[0]}" if lines else ename
 
 
+#: The warning lines shown on the terminal by this process: those :func:`_relay` copied, and
+#: those the ``grokbook`` command showed; neither shows a line that is in it already.
+RELAYED_WARNINGS: set[str] = set()
+
+#: Arguments of the kernel papermill starts: its log at ERROR, which silences the
+#: "Kernel is running over TCP without encryption" warning ipykernel logs at every
+#: start (the kernel listens on 127.0.0.1 only, and its messages are signed).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 @contextlib.contextmanager
 def _relay(path: Path, every_s: float = 0.2) -> Any:
     """Copy the lines appended to ``path`` to stderr as they come (every ``every_s``
@@ -389,6 +530,10 @@ def _relay(path: Path, every_s: float = 0.2) -> Any:
                 last = stop.wait(every_s)  # once stopped, a last read: no line written before is lost
                 *lines, rest = (rest + f.read()).split("\n")
                 for line in lines:  # tqdm.write: around papermill's progress bar
+                    if line.startswith("grokbook: warning: "):
+                        if line in RELAYED_WARNINGS:  # this process showed it already
+                            continue
+                        RELAYED_WARNINGS.add(line)
                     tqdm.write(line, file=sys.stderr)
 
     thread = threading.Thread(target=copy, name="grokbook-notices", daemon=True)
@@ -430,8 +575,9 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     the kernel's error and that path.
 
     While it runs, the kernel's notices of the runs it needs and of their training
-    (``GROKBOOK_PROGRESS``, see :mod:`grokbook.sweeping`) are copied to stderr, with a bar
-    across the cells when stderr is a terminal.
+    (``GROKBOOK_PROGRESS``, see :mod:`grokbook.sweeping`) and the run store's warnings
+    (``grokbook: warning: ...``, one line each) are copied to stderr, with a bar across
+    the cells when stderr is a terminal.
 
     The run store logs every run it gives the kernel (``GROKBOOK_RUNS_LOG``); if the
     chapter succeeds, the distinct runs of the default store (``$GROKBOOK_HOME``) with
@@ -443,7 +589,10 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     chapter = get_chapter(name, root)
     params = load_profile(profile, chapter, root) if profile else {}
     params.update(chapter.resolve(values or {}))
-    check_run_values(chapter, params)
+    configs = check_run_values(chapter, params)
+    device = check_device(params.get("device"))
+    check_memory(configs, device)
+    check_store()
     output = Path(output or f"{chapter.name}.ipynb").resolve()
     if output.is_dir():
         raise ChapterError(f"output {output} is a directory; name a notebook file, e.g. "
@@ -468,7 +617,7 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
                           GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices):
                 papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
                                            kernel_name="python3", progress_bar=sys.stderr.isatty(),
-                                           log_output=log_output)
+                                           log_output=log_output, extra_arguments=KERNEL_ARGUMENTS)
             used_lines = used.read_text().splitlines() if used.exists() else []
     except BaseException as err:
         kept = running.exists()

@@ -1,5 +1,9 @@
-"""The ``grokbook`` command: list chapters, run one with new parameters, export the runs it
-used, build the book."""
+"""The ``grokbook`` command: list chapters, run one with new parameters, list the stored
+runs, export the runs a chapter used, build the book.
+
+Errors are one line on stderr and exit status 2; the run store's warnings (a corrupt run,
+a store others can write to) are one line each, ``grokbook: warning: ...``, whether
+this process or a chapter's kernel raised them."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from . import __version__
+from . import chapters as _chapters_module
 from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_chapter
 
 if TYPE_CHECKING:
+    from .core import Run
     from .store import RunStore
 
 
@@ -149,6 +156,121 @@ def _export_names(store: RunStore, what: str) -> list[str]:
     return names
 
 
+def run_summary(run: "Run") -> dict[str, Any]:
+    """What a run did, at the authors' thresholds (:data:`grokbook.experiments.thresholds.AUTHORS`:
+    5% and 99%, groks at ``t4 >= 5 t2``): ``outcome`` (one of
+    :data:`grokbook.phases.OUTCOMES`), ``t1``..``t4`` (steps; None when never reached),
+    ``final_train_acc`` (the last step's training accuracy, on its batch: the training
+    split when full batch) and ``final_val_acc`` (the last validation's), fractions."""
+    from .experiments.thresholds import AUTHORS
+
+    times = AUTHORS.times(run)
+    train_acc, val_acc = run.metrics["train_acc"], run.val_acc
+    return {"outcome": AUTHORS.outcome(run), "t1": times.t1, "t2": times.t2, "t3": times.t3, "t4": times.t4,
+            "final_train_acc": float(train_acc[-1]) if len(train_acc) else None,
+            "final_val_acc": float(val_acc[-1]) if len(val_acc) else None}
+
+
+def _where(items: Sequence[str]) -> list[tuple[str, Any]]:
+    """``--where KEY=VALUE`` filters as ``(field, value)``, the value typed as the
+    RunConfig field stores it; :class:`InputError` for a key that is not a field or a
+    value of the wrong type."""
+    import ast
+    import dataclasses
+
+    from .config import FieldError, RunConfig, check_field
+
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+    filters = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or key not in fields:
+            raise InputError(f"--where {item!r}: {'no RunConfig field ' + repr(key) if sep else 'not KEY=VALUE'}; "
+                             f"the fields are: {', '.join(fields)}")
+        value: Any = raw
+        if kinds[key] == "bool":
+            words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+            value = words.get(raw.lower(), raw)
+        elif kinds[key] != "str":
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                pass
+            if kinds[key] == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)  # 1e3
+        try:
+            filters.append((key, check_field(key, value, bounds=False)))
+        except FieldError:
+            raise InputError(f"--where {item!r}: {raw!r} is not a value of {key} ({kinds[key]})") from None
+    return filters
+
+
+def _matches(config: Any, filters: list[tuple[str, Any]]) -> bool:
+    """Whether ``config`` has every ``(field, value)`` of ``filters`` (floats to 1e-9)."""
+    for key, want in filters:
+        have = getattr(config, key)
+        if isinstance(want, float):
+            if not math.isclose(have, want, rel_tol=1e-9):
+                return False
+        elif isinstance(want, tuple):
+            if len(have) != len(want) or not all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(have, want)):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """List the stored runs, one line each (or CSV): hash, outcome, t2, t4, size on
+    disk and the config fields that differ from the defaults, filtered by ``--where``
+    and ``--outcome``. Reads each run without its snapshots."""
+    import csv
+    import dataclasses
+
+    from .config import RunConfig
+    from .phases import OUTCOMES
+
+    filters = _where(args.where or [])  # checked before torch is imported: a bad filter is refused at once
+    outcome = " ".join(args.outcome.replace("-", " ").replace("_", " ").split()) if args.outcome else None
+    if outcome is not None and outcome not in OUTCOMES:
+        raise InputError(f"--outcome {args.outcome!r}: one of {', '.join(OUTCOMES)}")
+    from .progress import describe
+    from .store import RunStore
+
+    store = RunStore()
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    writer = csv.writer(sys.stdout) if args.csv else None
+    if writer:
+        writer.writerow(["hash", "outcome", "t1", "t2", "t3", "t4", "final_train_acc", "final_val_acc", "size_bytes",
+                         *fields])
+    else:
+        print(f"{'hash':<16}  {'outcome':<11}  {'t2':>7}  {'t4':>7}  {'size':>8}  config (fields not at their default)")
+    shown = total = 0
+    names = store.hashes()
+    for name in names:
+        run = store.load_hash(name, snapshots=False)
+        if run is None or not _matches(run.config, filters):
+            continue
+        summary = run_summary(run)
+        if outcome is not None and summary["outcome"] != outcome:
+            continue
+        size = store.size_on_disk(name)
+        shown, total = shown + 1, total + size
+        if writer:
+            config = run.config.to_dict()
+            writer.writerow([name, *("" if v is None else v for v in summary.values()), size,
+                             *(json.dumps(config[f]) if f == "betas" else config[f] for f in fields)])
+        else:
+            t2, t4 = ("never" if t is None else t for t in (summary["t2"], summary["t4"]))
+            print(f"{name:<16}  {summary['outcome']:<11}  {t2:>7}  {t4:>7}  {size / 2**20:>5.1f} MB  "
+                  f"{describe(run.config)}")
+    print(f"{shown} run{'s' * (shown != 1)} of {len(names)} in {store.root}"
+          + (f", {total / 2**20:.0f} MB" if shown else ""), file=sys.stderr)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -174,12 +296,14 @@ def _export(args: argparse.Namespace) -> int:
         run = store.load_hash(name)
         if run is None:
             raise InputError(f"the stored run {name} cannot be read")
-        index.append({"hash": name, **run.config.to_dict()})
+        index.append({"hash": name, **run.config.to_dict(), **run_summary(run)})
         for what in frames:  # DataFrame.to_csv or .to_parquet
             getattr(run.to_frame(what), f"to_{args.format}")(out / f"{name}.{what}.{args.format}")
-    getattr(pd.DataFrame(index), f"to_{args.format}")(out / f"runs.{args.format}", index=False)
-    print(f"wrote {len(names)} run{'s' * (len(names) > 1)} to {out}: runs.{args.format} (one row per run: hash "
-          f"and config) and, per run, " + ", ".join(f"HASH.{w}.{args.format}" for w in frames))
+    table = pd.DataFrame(index).astype({f"t{i}": "Int64" for i in range(1, 5)})  # never reached: empty
+    getattr(table, f"to_{args.format}")(out / f"runs.{args.format}", index=False)
+    print(f"wrote {len(names)} run{'s' * (len(names) > 1)} to {out}: runs.{args.format} (one row per run: hash, "
+          f"config, outcome, t1..t4, final accuracies) and, per run, "
+          + ", ".join(f"HASH.{w}.{args.format}" for w in frames))
     return 0
 
 
@@ -189,6 +313,24 @@ def _build(args: argparse.Namespace) -> int:
     if args.all:
         cmd.append("--all")
     return subprocess.run(cmd).returncode
+
+
+def _one_line_warnings(previous: Any) -> Any:
+    """A ``warnings.showwarning`` for the command: grokbook's own warnings (the
+    store's) as one line on stderr, ``grokbook: warning: ...``, and not again when a
+    chapter's kernel already relayed the same line; other warnings to ``previous``."""
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: Optional[str] = None) -> None:
+        if not category.__module__.startswith("grokbook"):
+            previous(message, category, filename, lineno, file, line)
+            return
+        text = f"grokbook: warning: {' '.join(str(message).split())}"  # progress.warning_line, without torch
+        if text not in _chapters_module.RELAYED_WARNINGS:
+            _chapters_module.RELAYED_WARNINGS.add(text)
+            print(text, file=sys.stderr)
+
+    return show
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -246,6 +388,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     export.add_argument("--snapshots", action="store_true",
                         help="also write each run's weight snapshots (one column per parameter: large)")
     export.set_defaults(func=_export)
+    runs = sub.add_parser("runs", help="list the stored runs: hash, outcome, t2, t4, size, config",
+                          description="One line per stored run: its hash, outcome, t2 and t4 at the authors' "
+                          "thresholds (99% training and validation accuracy; groks when t4 >= 5 t2), its size on "
+                          "disk and the config fields that differ from RunConfig's defaults. A count on stderr.")
+    runs.add_argument("--where", action="append", metavar="KEY=VALUE",
+                      help="only runs whose RunConfig field KEY equals VALUE (repeatable; e.g. p=97, lr=1e-3)")
+    runs.add_argument("--outcome", metavar="OUTCOME",
+                      help="only runs with this outcome: groks, generalizes, memorizes, never-fits, diverged")
+    runs.add_argument("--csv", action="store_true", help="CSV on stdout: the columns of export's runs.csv, "
+                      "and size_bytes")
+    runs.set_defaults(func=_runs)
     build = sub.add_parser("build", help="build the book (jupyter-book, warnings are errors)")
     build.add_argument("--all", action="store_true", help="rebuild every page")
     build.set_defaults(func=_build)
@@ -254,7 +407,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if home:  # kernels run in book/: a relative store path means the caller's directory
         os.environ["GROKBOOK_HOME"] = str(Path(home).expanduser().absolute())
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except (ChapterError, InputError) as err:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
@@ -266,6 +421,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # `grokbook chapters | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:  # the store's refusals; the store (torch) is imported only if used
+        store = sys.modules.get("grokbook.store")
+        if store is None or not isinstance(err, store.StoreError):
+            raise
+        print(f"grokbook: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

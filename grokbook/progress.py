@@ -4,6 +4,8 @@ estimate of how long training takes here (from timing a few steps), and how far 
 Shared by :mod:`grokbook.store` (one run) and :mod:`grokbook.sweeping` (many): with the
 environment variable ``GROKBOOK_PROGRESS`` set (``grokbook run`` sets it) the notices
 go to stderr, or are appended to the file that the variable names (an absolute path).
+The store's warnings are appended to that file too (:func:`relay_warning`): ``grokbook
+run`` copies it to the terminal while the kernel runs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ def _notice(line: str) -> None:
     if progress_wanted():
         with open(where, "a") if os.path.isabs(where) else contextlib.nullcontext(sys.stderr) as f:
             f.write(f"grokbook: {line}\n")
+
+
+def warning_line(message: str) -> str:
+    """A warning as the terminal shows it: ``grokbook: warning: <message on one line>``."""
+    return f"grokbook: warning: {' '.join(str(message).split())}"
+
+
+def relay_warning(message: str) -> None:
+    """Append :func:`warning_line` of ``message`` to the file ``$GROKBOOK_PROGRESS``
+    names, when it names one (an absolute path: ``grokbook run``'s kernel and the sweep
+    workers it starts); else nothing: in a script, ``warnings`` shows the warning."""
+    where = os.environ.get("GROKBOOK_PROGRESS", "")
+    if os.path.isabs(where):
+        with open(where, "a") as f:
+            f.write(warning_line(message) + "\n")
 
 
 def _duration(s: float) -> str:

@@ -6,6 +6,7 @@ Layout under the store's root (``$GROKBOOK_HOME``, else the user cache directory
     runs/<hash>/run.bin         the Run: an .npz payload followed by its SHA-256
     runs/<hash>/checkpoint.bin  while training: the last TrainState, same framing
     runs/<hash>.lock            held while a process trains or repairs that run
+    runs/<hash>.mismatch-<n>/   a run directory set aside: its run.bin held another run
     train.log                   one line per run trained, with its wall time
     chapters/<chapter>.json     the runs a chapter used when last run by ``grokbook run``
 
@@ -16,8 +17,17 @@ is no secret). Every file but the log is written to a fresh temporary name and r
 over its target, so a reader never sees half a file and a symlink planted in the store
 is replaced, never followed; the log is appended with ``O_NOFOLLOW``. A file that fails
 its check is reported (``CorruptRunWarning``), kept aside as ``*.corrupt`` (``*.2.corrupt``
-and so on for later ones) and the run is trained again. A new store is private (0700);
-one that other users can write to is reported (``StoreWarning``).
+and so on for later ones) and the run is trained again. A run file whose configuration
+is not that of its directory (copied from another run's directory) is reported and its
+directory set aside as ``<hash>.mismatch-<n>``; the run is trained again. A new store is private (0700); one that
+other users can write to is reported (``StoreWarning``) by the first read or write of a
+process. A ``runs/`` or ``chapters/`` that is a symbolic link is refused (``StoreError``):
+the store never reads or writes through a link inside it (the root itself may be one).
+
+Every warning is also written, one line, to the file ``$GROKBOOK_PROGRESS`` names when it
+is an absolute path: ``grokbook run`` sets it in the kernel and copies the file to the
+terminal, so that warnings raised while a chapter executes reach the user, not only the
+notebook.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import threading
@@ -42,10 +53,11 @@ import torch
 
 from .config import RunConfig
 from .core import METRICS, Run, TrainState, default_device, snapshot_schedule
-from .progress import Progress, announce
+from .progress import Progress, announce, relay_warning
 from .training import fit
 
 _DIGEST = 32  # bytes of SHA-256 appended to every stored payload
+_RUN_NAME = re.compile(r"[0-9a-f]{16}(-[a-z]+)?")  # a run's directory: its key (see RunStore.key)
 _MB = 2 ** 20
 
 
@@ -74,6 +86,14 @@ def default_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("grokbook"))
+
+
+def _warn(message: str, category: type[Warning], stacklevel: int = 2) -> None:
+    """``warnings.warn(message, category, stacklevel)`` as if called in place of ``_warn``,
+    and the same message as one line to ``$GROKBOOK_PROGRESS`` when that names a file
+    (see :func:`grokbook.progress.relay_warning`)."""
+    warnings.warn(message, category, stacklevel=stacklevel + 1)
+    relay_warning(message)
 
 
 def _write_atomic(path: Path, payload: bytes, framed: bool = True) -> None:
@@ -123,6 +143,32 @@ def _read_checked(path: Path) -> bytes:
     return payload
 
 
+def _read_members(path: Path, skip: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays of the framed ``.npz`` file ``path`` but those named in ``skip``, read
+    from the archive without reading the rest of the file: the whole file's SHA-256 is
+    not checked (that would read all of it), each array read is checked by its zip
+    CRC-32. ``CorruptFile`` for a file that is not a regular file or not an archive;
+    object arrays (pickles) raise ``ValueError``; a damaged member ``BadZipFile``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise CorruptFile(f"{path} cannot be opened as a plain file ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptFile(f"{path} is not a regular file")
+        if f.read(2) != b"PK":
+            raise CorruptFile(f"{path} holds no .npz archive")
+        f.seek(0)
+        with zipfile.ZipFile(f) as z:
+            arrays = {}
+            for member in z.namelist():
+                key = member.removesuffix(".npy")
+                if key not in skip:
+                    with z.open(member) as m:
+                        arrays[key] = np.lib.format.read_array(m, allow_pickle=False)
+            return arrays
+
+
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -146,13 +192,18 @@ def _run_to_bytes(run: Run) -> bytes:
 
 
 def _run_from_bytes(payload: bytes) -> Run:
-    z = _load_npz(payload)
+    return _run_from_arrays(_load_npz(payload))
+
+
+def _run_from_arrays(z: dict[str, np.ndarray]) -> Run:
+    """The Run of the arrays of a stored run; without ``snapshots``, an empty
+    ``(0, 0)`` array stands for them."""
     diverged = int(z["diverged_at"])
     return Run(
         config=RunConfig.from_dict(json.loads(str(z["config"]))),
         metrics={k: z[f"m_{k}"] for k in METRICS},
         val_steps=z["val_steps"], val_loss=z["val_loss"], val_acc=z["val_acc"],
-        snapshot_steps=z["snapshot_steps"], snapshots=z["snapshots"],
+        snapshot_steps=z["snapshot_steps"], snapshots=z.get("snapshots", np.zeros((0, 0), np.float32)),
         diverged_at=None if diverged < 0 else diverged,
         wall_time_s=float(z["wall_time_s"]),
     )
@@ -240,16 +291,89 @@ class _RunLock:
         self.rlock.release()
 
 
+def data_shape(config: RunConfig) -> tuple[int, int, int, int, int]:
+    """The sizes of ``config``'s data set without building it: ``(examples, vocab_size,
+    n_classes, input width, target width)``, widths in values per example (see
+    :class:`grokbook.tasks.Dataset`)."""
+    if config.task == "digits":
+        return 1797, 12, 10, 64, 1
+    n_classes = 120 if config.task == "s5" else config.p
+    n = 120 * 120 if config.task == "s5" else config.p * (config.p - 1) if config.task == "div" else config.p ** 2
+    if config.arch == "grok":
+        return n, n_classes + 3, n_classes, 6, 2
+    return n, n_classes + 2, n_classes, 4, 1
+
+
+def n_parameters(config: RunConfig) -> int:
+    """How many weights ``config``'s model has (built on the meta device: no memory,
+    no data set)."""
+    from .models import build_model
+
+    _, vocab, n_classes, _, _ = data_shape(config)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return sum(p.numel() for p in build_model(config, vocab, n_classes).parameters())
+
+
 def stored_size_bytes(config: RunConfig) -> int:
     """About how many bytes the run of ``config`` and its checkpoint take on disk."""
-    from .models import build_model
-    from .tasks import make_dataset
-
-    data = make_dataset(config)
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        n_params = sum(p.numel() for p in build_model(config, data.vocab_size, data.n_classes).parameters())
     n_snap = len(snapshot_schedule(config.steps, config.n_snapshots))
-    return 4 * n_params * (2 * n_snap + 8) + 2 * 8 * config.steps * (len(METRICS) + 3) + _MB
+    return 4 * n_parameters(config) * (2 * n_snap + 8) + 2 * 8 * config.steps * (len(METRICS) + 3) + _MB
+
+
+#: Bytes of memory a process takes for torch and the book's code before any run (measured
+#: 224-230 MB on Linux, torch 2.13 CPU), counted by :func:`memory_bytes`.
+RUNTIME_BYTES = 300 * _MB
+
+
+def memory_bytes(config: RunConfig) -> dict[str, int]:
+    """About how many bytes of memory training ``config`` alone takes at its peak, by
+    part; the sum is what :func:`grokbook.chapters.check_memory` compares with the
+    memory available.
+
+    - ``curves``: the per-step metrics, ``steps x len(METRICS)``: a float32 buffer while
+      training, then a float64 copy, the run's arrays and their serialised copy (28
+      bytes per value), and the validation schedule's ``(steps,)`` int64 temporaries;
+    - ``snapshots``: ``n_snapshots x n_params`` float32, kept, stacked and serialised
+      (three copies);
+    - ``dataset``: every example's inputs and targets as int64 (float32 features for
+      ``digits``), three copies while the split is built;
+    - ``model``: eight ``(n_params,)`` float32 vectors (weights, two optimiser moments,
+      gradient, initial weights, last update and temporaries);
+    - ``activations``: what a forward and backward pass over one batch (the whole
+      training split when ``batch_size`` is 0) keeps, per example 2 x tokens x
+      (``d_model`` + hidden) x ``n_layers`` float32 values for the book's transformer
+      (4 x for ``arch='grok'``, which computes every position; 2 x (2 ``d_model`` +
+      ``n_layers`` x hidden) for the MLP), plus the logits three times; and a forward
+      pass over the validation split. Calibrated by the peak memory of 3 full-batch
+      steps (Linux, CPU): at p 97 and 199, 0.71 and 1.34 GB measured against 0.56 and
+      1.34 GB estimated (the MLP at p 97: 0.40 against 0.37; ``arch='grok'`` at p 199:
+      3.05 against 3.1);
+    - ``runtime``: torch and this package, :data:`RUNTIME_BYTES`.
+
+    An ensemble of M runs needs about M times the model and the activations."""
+    n, vocab, n_classes, x_width, y_width = data_shape(config)
+    n_params = n_parameters(config)
+    n_train = int(round(config.r * n))
+    n_val = n - n_train
+    batch = config.batch_size if 0 < config.batch_size < n_train else n_train
+    width = config.d_model + config.hidden
+    if config.model == "mlp":
+        per_example = 2 * (2 * config.d_model + config.n_layers * config.hidden)
+        per_val = 2 * config.d_model + config.hidden
+        outputs = n_classes
+    else:
+        per_example = (4 if config.arch == "grok" else 2) * x_width * width * config.n_layers
+        per_val = x_width * width
+        outputs = 2 * vocab if config.arch == "grok" else n_classes
+    item = 4 if config.task == "digits" else 8
+    return {
+        "curves": config.steps * (len(METRICS) * 28 + 3 * 8),
+        "snapshots": 3 * 4 * n_params * len(snapshot_schedule(config.steps, config.n_snapshots)),
+        "dataset": 3 * n * (x_width + y_width) * item,
+        "model": 8 * 4 * n_params,
+        "activations": 4 * (batch * (per_example + 3 * outputs) + n_val * (per_val + outputs)),
+        "runtime": RUNTIME_BYTES,
+    }
 
 
 class RunStore:
@@ -284,25 +408,45 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
 
-    def _runs(self) -> Path:
-        """``root/runs``, created private if missing; a root that other users can write
-        to is reported once per process."""
+    def _runs_path(self) -> Path:
+        """``root/runs``; ``StoreError`` if it is a symbolic link (the store never
+        follows one inside itself). Reports once per process a root that other users
+        can write to."""
         runs = self.root / "runs"
+        if runs.is_symlink():
+            raise StoreError(f"{runs} is a symbolic link (to {os.readlink(runs)}): the store does not read or "
+                             "write through links; replace it by a directory or set GROKBOOK_HOME to the target")
+        self._check_shared()
+        return runs
+
+    def _check_shared(self) -> None:
+        """Warn (``StoreWarning``, once per root and process) if other users can write
+        to the root."""
+        if str(self.root) in self._warned:
+            return
+        try:
+            mode = self.root.stat().st_mode
+        except OSError:  # no store yet
+            return
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            self._warned.add(str(self.root))
+            who = "every user" if mode & stat.S_IWOTH else "its group"
+            _warn(f"the run store {self.root} is writable by {who} (mode {stat.S_IMODE(mode):o}): whoever can "
+                  "write there decides what the book shows. Use chmod 700 unless it is a store shared on purpose.",
+                  StoreWarning, stacklevel=2)
+
+    def _runs(self) -> Path:
+        """``root/runs``, created private if missing (see :meth:`_runs_path`)."""
+        runs = self._runs_path()
         if not runs.is_dir():
             self.root.parent.mkdir(parents=True, exist_ok=True)
             self.root.mkdir(mode=0o700, exist_ok=True)
             runs.mkdir(mode=0o700, exist_ok=True)
-        mode = self.root.stat().st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and str(self.root) not in self._warned:
-            self._warned.add(str(self.root))
-            who = "every user" if mode & stat.S_IWOTH else "its group"
-            warnings.warn(f"the run store {self.root} is writable by {who} (mode {stat.S_IMODE(mode):o}): "
-                          "whoever can write there decides what the book shows. Use chmod 700 unless "
-                          "it is a store shared on purpose.", StoreWarning, stacklevel=3)
+            self._check_shared()  # a root that existed before runs/
         return runs
 
     def _dir(self, config: RunConfig) -> Path:
-        return self.root / "runs" / self.key(config)
+        return self._runs_path() / self.key(config)
 
     def _run_dir(self, config: RunConfig) -> Path:
         """The directory of ``config``'s run, created if missing; never a symlink."""
@@ -321,8 +465,7 @@ class RunStore:
             n += 1
             bad = path.with_name(f"{path.name}.{n}.corrupt")
         os.replace(path, bad)
-        warnings.warn(f"{err}; kept aside as {bad.name}, the run will be retrained",
-                      CorruptRunWarning, stacklevel=3)
+        _warn(f"{err}; kept aside as {bad.name}, the run will be retrained", CorruptRunWarning, stacklevel=3)
 
     def _read(self, config: RunConfig, name: str, parse: Any) -> Any:
         """``parse`` of the checked payload of ``name`` in ``config``'s run directory;
@@ -339,13 +482,33 @@ class RunStore:
                                      else CorruptFile(f"{path} cannot be read: {err}"))
             return None
 
+    def _set_aside(self, config: RunConfig) -> None:
+        """Move ``config``'s run directory, whose ``run.bin`` holds another run, to
+        ``<key>.mismatch-<n>`` (the first free ``n``) and report it; nothing is deleted.
+        Done under the run's lock, after checking again: another process may have set it
+        aside and trained the right run meanwhile."""
+        with self._lock(config):
+            d = self._dir(config)
+            held = self._read(config, "run.bin", _run_from_bytes)
+            if held is None or held.config == config:
+                return
+            n = 1
+            while os.path.lexists(d.with_name(f"{d.name}.mismatch-{n}")):
+                n += 1
+            aside = d.with_name(f"{d.name}.mismatch-{n}")
+            os.rename(d, aside)
+            _warn(f"{d / 'run.bin'} holds the run {held.config.hash()}, not {config.hash()} (a file copied from "
+                  f"another run's directory?); the directory is kept aside as {aside.name} and the run "
+                  f"{self.key(config)} will be trained again", CorruptRunWarning, stacklevel=3)
+
     def load(self, config: RunConfig) -> Optional[Run]:
         """The stored run of ``config``, or None if there is none (or it was corrupt,
-        in which case it is reported and moved aside)."""
+        in which case it is reported and moved aside, or held another config's run, in
+        which case it is reported and its directory set aside: see :meth:`_set_aside`)."""
         run = self._read(config, "run.bin", _run_from_bytes)
         if run is not None and run.config != config:
-            raise RuntimeError(f"{self._dir(config) / 'run.bin'} holds {run.config}, not {config}: "
-                               "hash collision?")
+            self._set_aside(config)
+            return None
         if run is not None:
             self._log_use(run)
         return run
@@ -399,8 +562,8 @@ class RunStore:
         try:
             self.save(run, note)
         except OSError as err:
-            warnings.warn(f"the run {self.key(run.config)} was trained but could not be stored ({err}); "
-                          "it is returned, and its last checkpoint is kept", StoreWarning, stacklevel=3)
+            _warn(f"the run {self.key(run.config)} was trained but could not be stored ({err}); "
+                  "it is returned, and its last checkpoint is kept", StoreWarning, stacklevel=3)
             return
         (self._dir(run.config) / "checkpoint.bin").unlink(missing_ok=True)
 
@@ -412,8 +575,8 @@ class RunStore:
         try:
             _write_atomic(self._run_dir(config) / "checkpoint.bin", _state_to_bytes(state))
         except OSError as err:
-            warnings.warn(f"checkpoint of run {self.key(config)} at step {state.step} not written ({err}); "
-                          "training goes on", StoreWarning, stacklevel=2)
+            _warn(f"checkpoint of run {self.key(config)} at step {state.step} not written ({err}); "
+                  "training goes on", StoreWarning, stacklevel=2)
 
     def get_or_train(self, config: RunConfig, **fit_kwargs: Any) -> Run:
         """The run of ``config``: loaded if stored, else trained (resuming from its
@@ -479,45 +642,69 @@ class RunStore:
     def configs(self) -> Iterator[RunConfig]:
         """Configs of every stored (finished) run trained on this store's kind of device;
         an unreadable ``config.json`` is reported and skipped."""
-        for p in sorted((self.root / "runs").glob("*/config.json")):
+        for p in sorted(self._runs_path().glob("*/config.json")):
             if not (p.parent / "run.bin").exists():
                 continue
             try:
                 config = RunConfig.from_dict(json.loads(_read_regular(p)))
             except (CorruptFile, ValueError, TypeError, OSError) as err:
-                warnings.warn(f"{p} skipped: {err}", CorruptRunWarning, stacklevel=2)
+                _warn(f"{p} skipped: {err}", CorruptRunWarning, stacklevel=2)
                 continue
             if p.parent.name == self.key(config):  # a run of this store's device
                 yield config
 
     def hashes(self) -> list[str]:
         """Names of every stored finished run, sorted: ``<hash>`` for CPU runs,
-        ``<hash>-<device>`` for the others (see :meth:`key`)."""
-        return sorted(p.parent.name for p in (self.root / "runs").glob("*/run.bin"))
+        ``<hash>-<device>`` for the others (see :meth:`key`). Directories set aside
+        (``*.mismatch-<n>``) are not runs."""
+        runs = self._runs_path().glob("*/run.bin")
+        return sorted(p.parent.name for p in runs if _RUN_NAME.fullmatch(p.parent.name))
 
-    def load_hash(self, name: str) -> Optional[Run]:
+    def load_hash(self, name: str, snapshots: bool = True) -> Optional[Run]:
         """The stored run called ``name`` (one of :meth:`hashes`, of any device); None
-        if it is missing or fails its check (reported, left in place)."""
-        path = self.root / "runs" / name / "run.bin"
+        if it is missing or fails its check (reported, left in place).
+
+        ``snapshots=False`` reads everything but the weight snapshots (``run.snapshots``
+        is then an empty ``(0, 0)`` array), from the archive without reading the rest of
+        the file: about 4 times faster on the book's runs, for listing a store. Each array
+        read is checked by its zip CRC-32 instead of the file's SHA-256."""
+        path = self._runs_path() / name / "run.bin"
         if not name or os.sep in name or name.startswith(".") or not os.path.lexists(path):  # a name, never a path
             return None
         try:
-            run = _run_from_bytes(_read_checked(path))
+            run = _run_from_bytes(_read_checked(path)) if snapshots else \
+                _run_from_arrays(_read_members(path, skip=("snapshots",)))
         except _READ_ERRORS as err:
-            warnings.warn(f"{path} cannot be read: {err}", CorruptRunWarning, stacklevel=2)
+            _warn(f"{path} cannot be read: {err}", CorruptRunWarning, stacklevel=2)
             return None
         if run.config.hash() != name.split("-")[0]:
-            warnings.warn(f"{path} holds the run {run.config.hash()}, not {name}", CorruptRunWarning, stacklevel=2)
+            _warn(f"{path} holds the run {run.config.hash()}, not {name}", CorruptRunWarning, stacklevel=2)
             return None
         return run
+
+    def size_on_disk(self, name: str) -> int:
+        """Bytes of the files in the directory of the stored run ``name`` (a name of
+        :meth:`hashes`); 0 if there is none."""
+        total = 0
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._runs_path() / name) as entries:
+            for e in entries:
+                if e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_size
+        return total
+
+    def _chapters_path(self) -> Path:
+        """``root/chapters``; ``StoreError`` if it is a symbolic link."""
+        d = self.root / "chapters"
+        if d.is_symlink():
+            raise StoreError(f"{d} is a symbolic link (to {os.readlink(d)}): the store does not read or write "
+                             "through links; replace it by a directory")
+        return d
 
     def save_chapter_runs(self, chapter: str, record: dict[str, Any]) -> Path:
         """Write ``record`` (JSON-able: the runs chapter ``chapter`` used) to
         ``chapters/<chapter>.json``, atomically; returns that path."""
         self._runs()  # the root, created private if missing
-        d = self.root / "chapters"
-        if d.is_symlink():
-            raise StoreError(f"{d} is a symbolic link: the store does not write through links")
+        d = self._chapters_path()
         d.mkdir(mode=0o700, exist_ok=True)
         _write_atomic(d / f"{chapter}.json", json.dumps(record, indent=1, default=str).encode(), framed=False)
         return d / f"{chapter}.json"
@@ -525,7 +712,8 @@ class RunStore:
     def chapter_runs(self, chapter: str) -> Optional[dict[str, Any]]:
         """The record :meth:`save_chapter_runs` wrote for ``chapter``, or None if there
         is none; ``CorruptFile`` (not a regular file) or ``ValueError`` (not JSON)."""
-        path = self.root / "chapters" / f"{chapter}.json"
+        self._runs_path()  # refuses a symlinked runs/, reports a shared root
+        path = self._chapters_path() / f"{chapter}.json"
         return json.loads(_read_regular(path)) if os.path.lexists(path) else None
 
 

@@ -345,3 +345,136 @@ def test_predict_missing_file_and_bad_model(tmp_path, capsys):
     (tmp_path / "model.json").write_text("{}")
     assert main(["predict", "--model", str(tmp_path / "model.json"), str(tmp_path / "c.npy")]) == 2
     assert "not a grokbook predictor" in capsys.readouterr().err
+
+
+def test_a_chapter_run_prints_no_kernel_transport_warning(tmp_path, capfd, monkeypatch):
+    """ipykernel logs "Kernel is running over TCP without encryption" at every start;
+    the kernel's log is at ERROR (chapters.KERNEL_ARGUMENTS), so a run shows none of it."""
+    root = tmp_path / "root"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text("title: test\n")
+    (root / "book" / "01_boom.md").write_text(BOOM)
+    monkeypatch.setattr(chapters, "book_root", lambda: root)
+    assert main(["run", "boom", "-o", str(tmp_path / "boom.ipynb")]) == 0
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "Kernel is running" not in err, err
+
+
+# --- grokbook runs, and runs.csv -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def listed_store(tmp_path_factory):
+    """A store with three runs: two that never fit (seeds 0 and 1) and one that memorizes,
+    with the runs as trained."""
+    from grokbook import RunConfig
+    from grokbook.store import RunStore
+
+    tiny = RunConfig(p=11, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=40, n_snapshots=6, lr=3e-3,
+                     warmup_steps=5)
+    store = RunStore(tmp_path_factory.mktemp("listed_store"))
+    configs = [tiny, tiny.replace(seed=1), tiny.replace(steps=200, lr=1e-2)]
+    return store, {store.key(c): store.get_or_train(c, progress=False) for c in configs}
+
+
+def first_at(steps, values, level):
+    """The first step whose value is at least ``level``, or None: the oracle of t1..t4."""
+    hits = [s for s, v in zip(steps, values) if v >= level]
+    return int(hits[0]) if hits else None
+
+
+def expected_summary(run):
+    """Outcome, t1..t4 and final accuracies at the authors' 5% and 99% (groks at t4 >= 5 t2),
+    computed here from the curves."""
+    steps = range(len(run.metrics["train_acc"]))
+    t = [first_at(steps, run.metrics["train_acc"], 0.05), first_at(steps, run.metrics["train_acc"], 0.99),
+         first_at(run.val_steps, run.val_acc, 0.05), first_at(run.val_steps, run.val_acc, 0.99)]
+    if run.diverged_at is not None:
+        outcome = "diverged"
+    elif t[1] is None:
+        outcome = "generalizes" if t[3] is not None else "never fits"
+    elif t[3] is None:
+        outcome = "memorizes"
+    else:
+        outcome = "groks" if t[3] >= 5 * max(t[1], 1) else "generalizes"
+    return {"outcome": outcome, "t1": t[0], "t2": t[1], "t3": t[2], "t4": t[3],
+            "final_train_acc": float(run.metrics["train_acc"][-1]), "final_val_acc": float(run.val_acc[-1])}
+
+
+def test_runs_csv_carries_outcome_phase_times_and_final_accuracies(listed_store, tmp_path, monkeypatch):
+    import pandas as pd
+
+    store, runs = listed_store
+    monkeypatch.setenv("GROKBOOK_HOME", str(store.root))
+    outcomes = set()
+    for name, run in runs.items():
+        assert main(["export", name, "-o", str(tmp_path / name)]) == 0
+        (row,) = pd.read_csv(tmp_path / name / "runs.csv").to_dict("records")
+        want = expected_summary(run)
+        outcomes.add(want["outcome"])
+        got = {k: (None if pd.isna(row[k]) else row[k]) for k in want}
+        assert got == pytest.approx(want), name
+        assert row["hash"] == name and row["p"] == 11
+    assert outcomes == {"never fits", "memorizes"}  # both kinds of row, t2 present and absent
+
+
+def test_runs_lists_every_stored_run_with_outcome_times_and_size(listed_store, capsys, monkeypatch):
+    store, runs = listed_store
+    monkeypatch.setenv("GROKBOOK_HOME", str(store.root))
+    assert main(["runs"]) == 0
+    captured = capsys.readouterr()
+    header, *lines = captured.out.strip().splitlines()
+    assert header.split()[:5] == ["hash", "outcome", "t2", "t4", "size"]
+    assert [line.split()[0] for line in lines] == sorted(runs)
+    for line in lines:
+        name = line.split()[0]
+        want = expected_summary(runs[name])
+        after = line[len(name):].split()
+        outcome_words = want["outcome"].split()
+        assert after[:len(outcome_words)] == outcome_words
+        t2, t4 = after[len(outcome_words):len(outcome_words) + 2]
+        assert t2 == ("never" if want["t2"] is None else str(want["t2"])) and t4 == "never"
+        size = store.size_on_disk(name)
+        assert f"{size / 2**20:.1f} MB" in line and "p=11" in line and "d_model=16" in line
+    assert captured.err == f"3 runs of 3 in {store.root}, {sum(map(store.size_on_disk, runs)) / 2**20:.0f} MB\n"
+
+
+def test_runs_filters_by_config_and_outcome(listed_store, capsys, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    store, runs = listed_store
+    monkeypatch.setenv("GROKBOOK_HOME", str(store.root))
+    by_seed = {r.config.seed: name for name, r in runs.items() if r.config.steps == 40}
+
+    def listed(*argv):
+        assert main(["runs", *argv]) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.strip().splitlines()[1:]]
+
+    assert listed("--where", "seed=1") == [by_seed[1]]
+    assert listed("--where", "seed=0", "--where", "steps=4e1") == [by_seed[0]]  # 4e1: an integer
+    assert listed("--where", "lr=0.003") == sorted(by_seed.values())             # floats compared as numbers
+    assert listed("--where", "layer_norm=true", "--where", "task=add") == sorted(runs)
+    assert listed("--outcome", "never-fits") == sorted(by_seed.values())
+    assert listed("--outcome", "memorizes", "--where", "lr=1e-2") == sorted(set(runs) - set(by_seed.values()))
+    assert listed("--outcome", "groks") == []
+    assert main(["runs", "--csv", "--where", "seed=1"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(table["hash"]) == [by_seed[1]] and table.loc[0, "outcome"] == "never fits"
+    assert list(table.columns[:9]) == ["hash", "outcome", "t1", "t2", "t3", "t4", "final_train_acc", "final_val_acc",
+                                       "size_bytes"]
+    assert table.loc[0, "size_bytes"] == store.size_on_disk(by_seed[1]) and table.loc[0, "seed"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--where", "learning_rate=1e-3"], "--where 'learning_rate=1e-3': no RunConfig field 'learning_rate'; the "
+                                        "fields are: task, p,"),
+    (["--where", "seed"], "--where 'seed': not KEY=VALUE"),
+    (["--where", "seed=abc"], "--where 'seed=abc': 'abc' is not a value of seed (int)"),
+    (["--outcome", "grokked"], "--outcome 'grokked': one of groks, generalizes, memorizes, never fits, diverged"),
+])
+def test_runs_refuses_a_bad_filter_in_one_line(argv, message, capsys):
+    assert main(["runs", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"grokbook: error: {message}") and err.count("\n") == 1, err

@@ -92,3 +92,75 @@ def test_predict_exits_0_when_every_curve_is_scored(tmp_path, capsys):
     assert main(["predict", "--json", str(path)]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert r["curve"] == f"{path}:loss" and r["verdict"] in ("yes", "no") and r["probability"] is not None
+
+
+# --- pre-flight: every value checked before a kernel starts --------------------------------
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail a test that would start a kernel; 16 GiB of memory available, whatever the
+    machine (the estimate is compared with it)."""
+    import papermill
+
+    from grokbook import chapters
+
+    def started(*args, **kwargs):
+        raise AssertionError("papermill started a kernel")
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+    monkeypatch.setattr(chapters, "available_memory_bytes", lambda: 16 * 2**30)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["grokking", "-p", "seeds", "[]"], "parameter 'seeds' = [] is empty: the chapter needs at least one value"),
+    (["spectral", "-p", "lrs", "[]"], "parameter 'lrs' = [] is empty"),
+    (["grokking", "-p", "reach", "2"], "parameter 'reach' = 2.0 is invalid: an accuracy level (a fraction) from 0 "
+                                       "to 1"),
+    (["grokking", "-p", "leave", "-5"], "parameter 'leave' = -5.0 is invalid: an accuracy level"),
+    (["grokking", "-p", "leave", "0.995"], "parameters 'leave' = 0.995 and 'reach' = 0.99 are invalid"),
+    (["grokking", "-p", "leave", "0.5", "-p", "reach", "0.5"], "(0 <= leave < reach <= 1)"),
+    (["spectral", "-p", "threshold", "1.5"], "parameter 'threshold' = 1.5 is invalid: an accuracy level"),
+    (["lu", "-p", "val_target", "-0.1"], "parameter 'val_target' = -0.1 is invalid: an accuracy level"),
+    (["lu", "-p", "digits_target", "90"], "parameter 'digits_target' = 90.0 is invalid: an accuracy level"),
+    (["slingshot", "-p", "clip_quantile", "1.1"], "parameter 'clip_quantile' = 1.1 is invalid"),
+    (["search", "-p", "lr_range", "[0.04, 0.004]"], "parameter 'lr_range' = [0.04, 0.004] is invalid: two values"),
+    (["grokking", "--device", "cuda"], "device not available: GROKBOOK_DEVICE='cuda', but this machine has no cuda"),
+    (["grokking", "-p", "steps", "1000000000"], "needs about 231 GB (curves 231 GB), more than the 16.0 GB available "
+                                                "on this machine; lower steps"),
+    (["grokking", "-p", "steps", "1e9"], "more than the 16.0 GB available on this machine; lower steps"),
+    (["grokking", "-p", "p", "4096"], "(activations 7"),
+    (["spectral", "-p", "p", "4096"], "more than the 16.0 GB available on this machine; lower p, r, batch_size"),
+])
+def test_values_that_cannot_run_are_refused_before_a_kernel_starts(argv, message, tmp_path, capsys, monkeypatch,
+                                                                   no_kernel):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("GROKBOOK_DEVICE", "")  # restored after the test (--device sets it)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *argv, "-o", str(tmp_path / "out.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokbook: error: ") and message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_memory_estimate_refuses_only_what_cannot_fit(monkeypatch):
+    from grokbook import RunConfig
+    from grokbook.chapters import check_memory, check_run_values, find_chapters
+    from grokbook.store import memory_bytes
+
+    gib = 2**30
+    assert sum(memory_bytes(RunConfig(steps=10**9)).values()) > 200 * gib
+    assert memory_bytes(RunConfig(steps=10**9))["curves"] > 200 * gib
+    assert memory_bytes(RunConfig(p=4096))["activations"] > 500 * gib
+    for chapter in find_chapters().values():  # every chapter fits 4 GB under its defaults and both profiles
+        for values in ({}, load_profile("smoke", chapter), load_profile("paper", chapter)):
+            check_memory(check_run_values(chapter, values), available=4 * gib)
+    with pytest.raises(ChapterError, match="of GPU memory .*activations"):  # on a GPU: the GPU's part
+        check_memory([RunConfig(p=400)], "cuda", available=64 * gib, gpu_free=gib)
+    check_memory([RunConfig(p=400)], "cuda", available=64 * gib, gpu_free=16 * gib)
+    from grokbook import chapters
+
+    monkeypatch.setattr(chapters, "available_memory_bytes", lambda: None)
+    check_memory([RunConfig(steps=10**9)])  # where the memory cannot be read, nothing is refused

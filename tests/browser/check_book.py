@@ -2,7 +2,9 @@
 meets it.
 
 Fails (exit 1) on: a broken internal link or image, an error or traceback in an output
-cell, a figure that does not render (not loaded, or zero-size), raw TeX left in the text
+cell, a figure that does not render (not loaded, or zero-size), a figure shown twice on
+one page (the same image data, inline or from a file, twice in the page's content: see
+:func:`duplicate_images`), raw TeX left in the text
 once MathJax has typeset (or a formula MathJax could not typeset), and anything the page
 loads, or declares as a script, from outside the book. The browser reads the book
 offline: every request that leaves the book's own local server is blocked, so a
@@ -17,15 +19,20 @@ Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$CHROMIUM``) and the
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import html.parser
 import http.server
 import os
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urldefrag, urljoin, urlparse
+from typing import TYPE_CHECKING, Callable, Optional
+from urllib.parse import unquote, unquote_to_bytes, urldefrag, urljoin, urlparse
 
-from playwright.sync_api import Route, sync_playwright
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -93,6 +100,63 @@ async ({notProse, rawTex}) => {
 KNOWN_JS_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
 
+class _Images(html.parser.HTMLParser):
+    """The ``src`` of every ``<img>`` inside the page's content (``<main>`` or
+    ``<article>``, or the whole page when it has neither), in order."""
+
+    CONTENT = ("main", "article")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0          # how many content elements are open here
+        self.inside: list[str] = []
+        self.everywhere: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+        if tag in self.CONTENT:
+            self.depth += 1
+        src = dict(attrs).get("src") if tag == "img" else None
+        if src:
+            self.everywhere.append(src)
+            if self.depth:
+                self.inside.append(src)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.CONTENT and self.depth:
+            self.depth -= 1
+
+    def sources(self) -> list[str]:
+        return self.inside if self.inside or self.depth else self.everywhere
+
+
+def _data_uri_bytes(src: str) -> Optional[bytes]:
+    """The payload of a ``data:`` URI (base64 or percent-encoded), or None for another src."""
+    if not src.startswith("data:"):
+        return None
+    head, _, data = src[5:].partition(",")
+    return base64.b64decode(data + "=" * (-len(data) % 4)) if head.endswith(";base64") else unquote_to_bytes(data)
+
+
+def duplicate_images(page_html: str, read: Optional[Callable[[str], Optional[bytes]]] = None) -> list[str]:
+    """The figures a page shows more than once: one line per image whose data appears
+    twice or more among the ``<img>`` of the page's content (``<main>`` or
+    ``<article>``: a logo in the header and the footer is not a figure), with how many
+    times. Inline images (``data:`` URIs) are compared by their decoded bytes; others by
+    ``read(src)``, the bytes of the file the src refers to (None, or no ``read``: by the
+    src itself), so one figure saved under two names counts too."""
+    parser = _Images()
+    parser.feed(page_html)
+    seen: dict[str, list[str]] = {}
+    for src in parser.sources():
+        data = _data_uri_bytes(src)
+        if data is None and read is not None:
+            data = read(src)
+        key = hashlib.sha256(data).hexdigest() if data is not None else f"src:{src}"
+        seen.setdefault(key, []).append(src)
+    return [f"one figure shown {len(srcs)} times: " + ", ".join(dict.fromkeys(src[:80] for src in srcs))
+            for srcs in seen.values() if len(srcs) > 1]
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -116,6 +180,8 @@ def local_target(root: Path, base: str, page_url: str, ref: str) -> Path | None:
 
 
 def main(argv: list[str]) -> int:
+    from playwright.sync_api import sync_playwright
+
     root = Path(argv[1] if len(argv) > 1 else "_build/html").resolve()
     if not (root / "index.html").exists():
         print(f"check_book: no built book at {root}", file=sys.stderr)
@@ -143,6 +209,12 @@ def main(argv: list[str]) -> int:
                 route.abort("internetdisconnected")
 
         page.route("**/*", offline)
+
+        def read(src: str) -> Optional[bytes]:
+            """The bytes of the book's file an image of the current page refers to."""
+            target = local_target(root, base, page.url, src)
+            return target.read_bytes() if target is not None and target.is_file() else None
+
         for path in pages:
             rel = path.relative_to(root).as_posix()
             console_errors.clear()
@@ -155,6 +227,8 @@ def main(argv: list[str]) -> int:
             page.wait_for_load_state("load")  # the page a redirect (index.html) went on to
             result = page.evaluate(PAGE_CHECKS, {"notProse": NOT_PROSE, "rawTex": RAW_TEX})
             for problem in result["problems"]:
+                failures.append(f"{rel}: {problem}")
+            for problem in duplicate_images(page.content(), read):
                 failures.append(f"{rel}: {problem}")
             for ref in result["links"] + result["images"]:
                 if ref.startswith(("mailto:", "javascript:")):
