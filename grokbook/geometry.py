@@ -298,6 +298,28 @@ def fourier_power(embedding) -> np.ndarray:
     return power / total if total > 0 else power
 
 
+def key_share(embedding, n_key: int) -> float:
+    """The share of an embedding's non-constant Fourier power (:func:`fourier_power`
+    without frequency 0) held by its strongest ``n_key`` frequencies, in [0, 1].
+    ``embedding``: ``(p, d)``, rows the tokens ``0 .. p-1``. Random embeddings give about
+    ``n_key / (p // 2)``; embeddings built from ``n_key`` frequencies give 1. NaN when
+    the embedding is constant over the tokens (non-constant power below 1e-12 of the whole)."""
+    power = fourier_power(embedding)[1:]
+    if not 1 <= n_key <= len(power):
+        raise ValueError(f"n_key must lie in [1, {len(power)}] (the frequencies of {len(power)} * 2 + 1 "
+                         f"or so tokens), got {n_key}")
+    total = power.sum()  # a share of the whole power: below 1e-12 the tokens' embeddings are one vector
+    return float(np.sort(power)[::-1][:n_key].sum() / total) if total > 1e-12 else float("nan")
+
+
+def key_share_over_time(run, n_key: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`key_share` of a run's token embeddings (the first ``n_classes`` rows of
+    ``embed.weight``) at every snapshot: ``(steps, shares)``, each ``(n_snapshots,)``."""
+    n = run.dataset().n_classes
+    shares = [key_share(run.model_with(w).embed.weight.detach().numpy()[:n], n_key) for w in run.snapshots]
+    return np.asarray(run.snapshot_steps), np.array(shares)
+
+
 def fourier_plane(embedding, k: int) -> np.ndarray:
     """The embeddings in the plane of frequency ``k``: ``(p, 2)`` coordinates.
 

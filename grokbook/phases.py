@@ -27,6 +27,22 @@ class PhaseTimes:
     t4: Optional[int]
 
 
+def when_in_validation(step: Optional[int], times: PhaseTimes) -> str:
+    """Where ``step`` (an event's step, None: never happened) falls against a run's
+    validation times: ``"never reached"``, ``"before t3"``, ``"between t3 and t4"``
+    (t3 <= step <= t4), ``"after t3 (t4 never reached)"``, ``"after t4"``, or
+    ``"without t3"`` (validation never left chance)."""
+    if step is None:
+        return "never reached"
+    if times.t4 is not None and step > times.t4:
+        return "after t4"
+    if times.t3 is None:
+        return "without t3"
+    if step < times.t3:
+        return "before t3"
+    return "between t3 and t4" if times.t4 is not None else "after t3 (t4 never reached)"
+
+
 def first_crossing(steps: Sequence[float], values: Sequence[float], threshold: float) -> Optional[int]:
     """The first step at which ``values >= threshold``, or None. ``steps`` and
     ``values`` are ``(n,)`` and aligned."""

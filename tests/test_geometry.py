@@ -267,3 +267,34 @@ def test_fourier_functions_reject_bad_input():
         fourier_plane(np.ones((8, 2)), 4)  # the Nyquist frequency of p = 8 has no plane
     with pytest.raises(ValueError, match="columns"):
         fourier_plane(np.ones((7, 1)), 2)
+
+
+def test_key_share_of_planted_frequencies_and_of_noise():
+    """Columns cos/sin of 2 pi k x / p at k in {3, 7}: the strongest two frequencies hold
+    all the non-constant power, the strongest one about half; Gaussian columns give about
+    n_key / (p // 2)."""
+    from grokbook.geometry import key_share
+
+    p = 47
+    x = np.arange(p)[:, None]
+    planted = np.hstack([np.cos(2 * np.pi * 3 * x / p), np.sin(2 * np.pi * 7 * x / p), 2.0 + 0 * x])
+    assert key_share(planted, 2) == pytest.approx(1.0)
+    assert key_share(planted, 1) == pytest.approx(0.5)
+    noise = np.random.default_rng(0).normal(size=(p, 4000))
+    assert key_share(noise, 5) == pytest.approx(5 / (p // 2), rel=0.1)
+    assert np.isnan(key_share(np.ones((p, 3)), 2))
+    with pytest.raises(ValueError, match="n_key"):
+        key_share(planted, p // 2 + 1)
+
+
+def test_key_share_over_time_reads_every_snapshot(tiny):
+    """Against key_share of each snapshot's embedding, built by hand."""
+    from grokbook.geometry import key_share, key_share_over_time
+    from grokbook.store import train
+
+    run = train(tiny.replace(n_snapshots=4))
+    steps, shares = key_share_over_time(run, 2)
+    assert list(steps) == list(run.snapshot_steps) and shares.shape == steps.shape
+    n = run.dataset().n_classes
+    for k, s in enumerate(steps):
+        assert shares[k] == pytest.approx(key_share(run.model_at(int(s)).embed.weight.detach().numpy()[:n], 2))

@@ -298,3 +298,13 @@ def test_censored_spearman_bad_input():
     with pytest.raises(ValueError, match="observed"):
         censored_spearman([0.1, 0.2], [np.nan, 1.0], [False, False])
 
+
+
+@pytest.mark.parametrize("step, t3, t4, where", [
+    (None, 10, 20, "never reached"), (5, 10, 20, "before t3"), (10, 10, 20, "between t3 and t4"),
+    (20, 10, 20, "between t3 and t4"), (21, 10, 20, "after t4"), (15, 10, None, "after t3 (t4 never reached)"),
+    (9, 10, None, "before t3"), (5, None, None, "without t3"), (30, None, 20, "after t4")])
+def test_when_in_validation_every_branch_at_its_edges(step, t3, t4, where):
+    from grokbook.phases import PhaseTimes, when_in_validation
+
+    assert when_in_validation(step, PhaseTimes(1, 2, t3, t4)) == where
