@@ -520,14 +520,18 @@ class GrokPredictor:
         z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 
-    def features_of(self, curves) -> np.ndarray:
-        """``(n_curves, k)``: the features of each training-loss curve (one curve ``(T,)``,
-        ``(n_curves, T)``, or a sequence of curves of any lengths ``>= window``). Only
-        loss features can come from a plain curve; use :meth:`predict_runs` otherwise."""
+    def _check_loss_only(self) -> None:
+        """Raise ValueError if this predictor needs more than the training loss."""
         missing = [f for f in self.features if f not in LOSS_ONLY]
         if missing:
             raise ValueError(f"this predictor needs {missing}, which a loss curve alone does not give; "
                              "score stored runs with predict_runs")
+
+    def features_of(self, curves) -> np.ndarray:
+        """``(n_curves, k)``: the features of each training-loss curve (one curve ``(T,)``,
+        ``(n_curves, T)``, or a sequence of curves of any lengths ``>= window``). Only
+        loss features can come from a plain curve; use :meth:`predict_runs` otherwise."""
+        self._check_loss_only()
         rows = []
         for i, curve in enumerate(_as_curves(curves)):
             try:
@@ -568,10 +572,7 @@ class GrokPredictor:
         :meth:`predict_proba` and :meth:`predict` score every curve regardless. Raises
         ValueError, naming the curve by its index, for a curve shorter than ``window``
         or not 1-D, and for a predictor that needs more than the loss."""
-        missing = [f for f in self.features if f not in LOSS_ONLY]
-        if missing:
-            raise ValueError(f"this predictor needs {missing}, which a loss curve alone does not give; "
-                             "score stored runs with predict_runs")
+        self._check_loss_only()
         out = []
         for i, curve in enumerate(_as_curves(curves)):
             if curve.ndim != 1:
