@@ -4,7 +4,7 @@ memorizing runs grok if they are given five times the budget?
 The prediction chapter labels a run that has fit its training set but not generalized
 by step 2000 as "memorizes", a right-censored time to generalize. This script draws
 ``--n`` of those runs (a seeded draw among every memorizing run of the 420-run sweep,
-``grokbook.predict.book_sweep``), trains the same configurations for ``--factor`` x 2000
+``grokbook.experiments.book_grid.book_sweep``), trains the same configurations for ``--factor`` x 2000
 steps (the first 2000 steps are the same run: nothing in training depends on the budget),
 and writes one record per run into ``data/corpus/book_p31_10k/``
 (:mod:`grokbook.experiments.records`): the corpus family of the book's transformer at the
@@ -31,7 +31,7 @@ import torch
 from grokbook import sweep
 from grokbook.experiments.records import run_record, write_records
 from grokbook.experiments.thresholds import AUTHORS
-from grokbook.predict import book_sweep
+from grokbook.experiments.book_grid import book_sweep
 
 FAMILY = "book_p31_10k"
 

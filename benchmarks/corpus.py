@@ -4,7 +4,7 @@ store and kept as compact records, one Parquet file per family,
 
 Every family crosses its hyperparameters with two seeds, each setting both the
 initialisation and the train/validation split (:func:`grokbook.sweeping.replicates`).
-The book's model is ``grokbook.predict.BOOK_MODEL``: one block without LayerNorm, width
+The book's model is ``grokbook.experiments.book_grid.BOOK_MODEL``: one block without LayerNorm, width
 32, 4 heads, AdamW (betas 0.9 / 0.98), warm-up 10 steps, full batch, 2000 steps, p 31.
 In the book's sweep the model groks, generalizes at once or memorizes, but none of its
 420 runs fails to fit; so the other grids reach past it on both sides: weight decay 0
@@ -16,7 +16,7 @@ trained (none of these grids was piloted): read them off its file.
 =================  ====  =========================================================  =========
 family             runs  design (x seeds {0, 1})                                     core-h
 =================  ====  =========================================================  =========
-``book_p31``        420  the book's chapter-9 sweep, ``predict.book_sweep()``:       0.5-0.9
+``book_p31``        420  the book's chapter-9 sweep, ``book_grid.book_sweep()``:     0.5-0.9
                          lr {.005 .0075 .01 .015 .02 .03} x wd {.25 .5 .75 1
                          1.25 1.5 2} x r {.4 .5 .6 .7 .8}; the chapter trains
                          it, this script records it from the store
@@ -75,9 +75,9 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from grokbook import RunConfig, RunStore, sweep
-from grokbook.core import stack_key
+from grokbook.trainer import stack_key
 from grokbook.experiments.records import read_records, run_record, write_records
-from grokbook.predict import BOOK_MODEL, book_sweep
+from grokbook.experiments.book_grid import BOOK_MODEL, book_sweep
 from grokbook.progress import estimate_s
 from grokbook.sweeping import grid, replicates
 

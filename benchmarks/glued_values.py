@@ -2,7 +2,7 @@
 (issue 37: a chapter moved into the experiments layer keeps its glued values).
 
 A chapter's glued values are what its prose prints (``{glue:text}`` roles) and its glued
-figures. This script executes the chapter (``grokbook.chapters.run_chapter``) once with
+figures. This script executes the chapter (``grokbook.notebooks.run_chapter``) once with
 the library and chapter of a git revision (a temporary worktree, put first on
 ``PYTHONPATH``) and once with the working tree, both on ``$GROKBOOK_HOME``, and compares:
 text values must be equal as printed; figures are compared by the SHA-256 of their PNG
@@ -49,7 +49,7 @@ def dump(chapter: str, profile: str | None, values: dict[str, str], path: Path) 
     """Execute ``chapter`` with the ``grokbook`` importable here and write its glued values
     to ``path`` (JSON)."""
     import grokbook
-    from grokbook.chapters import run_chapter
+    from grokbook.notebooks import run_chapter
 
     with tempfile.TemporaryDirectory() as tmp:
         nb = run_chapter(chapter, values, profile=profile, output=Path(tmp) / f"{chapter}.ipynb")

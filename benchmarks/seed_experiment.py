@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 
 from grokbook import sweep
-from grokbook.chapters import get_chapter
+from grokbook.notebooks import get_chapter
 from grokbook.experiments import central
 from grokbook.experiments.records import read_records, run_record, write_records
-from grokbook.predict import book_sweep, config_id
+from grokbook.experiments.book_grid import book_sweep
+from grokbook.predict import config_id
 
 FAMILY = "book_p31_seeds"
 

@@ -38,7 +38,7 @@ from typing import Sequence
 import torch
 
 from grokbook import RunConfig, RunStore, grid, sweep
-from grokbook.chapters import get_chapter
+from grokbook.notebooks import get_chapter
 from grokbook.ensemble import fit_ensemble
 from grokbook.sweeping import _ensemble_groups
 from grokbook.training import fit

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from grokbook import RunConfig
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-import grokbook.core as core_module
+import grokbook.trainer as core_module
 from grokbook.training import fit
 from all import record
 

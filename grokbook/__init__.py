@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import RunConfig
 
-_LAZY = {"Run": ".core", "RunStore": ".store", "train": ".store", "grid": ".sweeping", "sweep": ".sweeping"}
+_LAZY = {"Run": ".run", "RunStore": ".store", "train": ".store", "grid": ".sweeping", "sweep": ".sweeping"}
 
 __all__ = ["RunConfig", "Run", "RunStore", "grid", "sweep", "train"]
 __version__ = "0.1.0"

@@ -17,12 +17,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from . import settings
 from . import __version__
-from . import chapters as _chapters_module
-from .chapters import ChapterError, book_root, find_chapters, get_chapter, run_chapter
+from . import notebooks
+from .notebooks import ChapterError, book_root, find_chapters, get_chapter, run_chapter
 
 if TYPE_CHECKING:
-    from .core import Run
+    from .run import Run
     from .store import RunStore
 
 
@@ -37,9 +38,9 @@ def _chapters(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.device:  # the kernel and the sweep's workers inherit it
-        os.environ["GROKBOOK_DEVICE"] = args.device
+        settings.put(settings.DEVICE, args.device)
     if args.figures:  # kernels run in book/: an absolute path
-        os.environ["GROKBOOK_FIGURES"] = str(Path(args.figures).expanduser().absolute())
+        settings.put(settings.FIGURES, Path(args.figures))
     values = dict(args.param or [])
     if len(values) != len(args.param or []):
         raise ChapterError("a parameter is given twice with -p")
@@ -47,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
                       output=Path(args.output) if args.output else None, html=args.html,
                       log_output=args.verbose, scheduler=args.scheduler)
     print(f"wrote {out}" + (f" and {out.with_suffix('.html')}" if args.html else ""))
-    figures = os.environ.get("GROKBOOK_FIGURES")
+    figures = settings.figures()
     if figures:
         print(f"figures as PNG in {figures}")
     return 0
@@ -113,7 +114,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _fit_predictor(args: argparse.Namespace) -> int:
-    from .predict import fit_default
+    from .experiments.book_grid import fit_default
 
     out = Path(args.output)
     if not out.parent.is_dir():
@@ -326,8 +327,8 @@ def _one_line_warnings(previous: Any) -> Any:
             previous(message, category, filename, lineno, file, line)
             return
         text = f"grokbook: warning: {' '.join(str(message).split())}"  # progress.warning_line, without torch
-        if text not in _chapters_module.RELAYED_WARNINGS:
-            _chapters_module.RELAYED_WARNINGS.add(text)
+        if text not in notebooks.RELAYED_WARNINGS:
+            notebooks.RELAYED_WARNINGS.add(text)
             print(text, file=sys.stderr)
 
     return show
@@ -403,9 +404,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     build.add_argument("--all", action="store_true", help="rebuild every page")
     build.set_defaults(func=_build)
     args = parser.parse_args(argv)
-    home = os.environ.get("GROKBOOK_HOME")
-    if home:  # kernels run in book/: a relative store path means the caller's directory
-        os.environ["GROKBOOK_HOME"] = str(Path(home).expanduser().absolute())
+    if settings.home():  # kernels run in book/: a relative store path means the caller's directory
+        settings.put(settings.HOME, settings.home())
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
@@ -414,7 +414,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        where = os.environ.get("GROKBOOK_HOME") or "the user cache directory"
+        where = settings.home() or "the user cache directory"
         print(f"grokbook: interrupted. Finished runs and the checkpoints of runs in training are kept "
               f"in the run store ({where}); the same command resumes from them.", file=sys.stderr)
         return 130

@@ -34,7 +34,7 @@ LOSSES = ("ce", "mse")
 MAX_P = 2**12
 #: Seeds are below 2**32 (numpy's classic seed range). torch takes seeds up to
 #: 2**64 - 1, but the minibatch order is seeded with ``seed * 1_000_003 + epoch``
-#: (:mod:`grokbook.core`), which stays below that for every seed under this bound.
+#: (:mod:`grokbook.trainer`), which stays below that for every seed under this bound.
 SEED_LIMIT = 2**32
 
 _SEEDS = "an integer in [0, 2**32)"

@@ -151,7 +151,7 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
     """
     import torch
 
-    from .core import adam_update
+    from .trainer import adam_update
 
     x0 = torch.tensor(np.asarray(theta0, dtype=np.float64).ravel())
     if optimizer not in ("adam", "adamw"):

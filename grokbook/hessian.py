@@ -3,8 +3,8 @@ and spectral density.
 
 Every function takes a model, a batch ``inputs`` (e.g. ``(N, 4)`` int64 tokens) with its
 ``targets`` (``(N,)``), and an optional ``loss_fn(logits, targets) -> scalar`` (default
-:func:`grokbook.core.cross_entropy` on ``logits = model(inputs)``, any number of target tokens; pass e.g.
-``functools.partial(grokbook.core.loss_fn, config)`` for the loss a run trained on).
+:func:`grokbook.trainer.cross_entropy` on ``logits = model(inputs)``, any number of target tokens; pass e.g.
+``functools.partial(grokbook.trainer.loss_fn, config)`` for the loss a run trained on).
 The Hessian is that of the loss with respect to *all* of ``model.parameters()``,
 flattened in that order into ``P`` coordinates; eigenvalues are in loss units per
 squared parameter unit. Products are exact (double backward), in the model's dtype and
@@ -20,7 +20,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
-from .core import cross_entropy
+from .trainer import cross_entropy
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .core import accuracy, cross_entropy
+from .trainer import accuracy, cross_entropy
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = Union[nn.Module, torch.Tensor, np.ndarray]

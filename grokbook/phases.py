@@ -71,7 +71,7 @@ def phase_times(steps: Sequence[int], train_acc: Sequence[float], val_acc: Seque
 
 
 def run_phase_times(run, **thresholds: float) -> PhaseTimes:
-    """:func:`phase_times` of a :class:`~grokbook.core.Run`."""
+    """:func:`phase_times` of a :class:`~grokbook.run.Run`."""
     return phase_times(run.steps, run.metrics["train_acc"], run.val_acc,
                        val_steps=run.val_steps, **thresholds)
 
@@ -127,7 +127,7 @@ def outcome(times: PhaseTimes, min_ratio: float = 10.0, diverged: bool = False) 
 
 
 def run_outcome(run, min_ratio: float = 10.0, leave: float = 0.05, reach: float = 0.99) -> str:
-    """:func:`outcome` of a :class:`~grokbook.core.Run` with the authors' thresholds by
+    """:func:`outcome` of a :class:`~grokbook.run.Run` with the authors' thresholds by
     default (t2: training accuracy >= 99%, t4: validation accuracy >= 99%)."""
     return outcome(run_phase_times(run, leave=leave, reach=reach), min_ratio, run.diverged_at is not None)
 

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
+from . import settings
 from .phases import PhaseTimes, phase_bands
 
 PHASE_COLORS = {"confusion": "#bbbbbb", "memorization": "#f4a582",
@@ -93,7 +94,7 @@ def log_ticks(ax: Axes, axis: str = "y") -> None:
 def save_figure(fig: plt.Figure, name: str) -> None:
     """Also write ``fig`` as ``$GROKBOOK_FIGURES/<name>.png`` when that variable is set
     (to look at a chapter's figures outside the book)."""
-    out = os.environ.get("GROKBOOK_FIGURES")
+    out = settings.figures()
     if out:
         os.makedirs(out, exist_ok=True)
         fig.savefig(os.path.join(out, f"{name}.png"), bbox_inches="tight")
@@ -118,6 +119,6 @@ def glue(name: str, value, display: bool = False):
 
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, Figure) and os.environ.get("GROKBOOK_SHOW_FIGURES"):
+    if isinstance(value, Figure) and settings.show_figures():
         display = True
     return _glue(name, value, display=display)

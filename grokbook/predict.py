@@ -22,7 +22,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -349,25 +349,9 @@ def config_id(run, ignore: Optional[Sequence[str]] = ("seed", "data_seed")) -> s
 #: The outcomes a :class:`GrokPredictor` of :func:`GrokPredictor.fit_runs` calls positive:
 #: the run reaches 100% validation accuracy within its budget, late or not.
 POSITIVE = ("groks", "generalizes")
-#: The sweep of the spectral and predict chapters at their default parameters (the
-#: chapter tests check that the two agree): the model, and the grid with its seeds.
-BOOK_MODEL = dict(task="add", p=31, n_layers=1, d_model=32, n_heads=4, arch="book", layer_norm=False, steps=2000)
-BOOK_GRID = dict(lr=(0.005, 0.0075, 0.01, 0.015, 0.02, 0.03), weight_decay=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0),
-                 r=(0.4, 0.5, 0.6, 0.7, 0.8), seeds=(0, 1))
 _FORMAT = "grokbook.GrokPredictor/1"
 #: Where the default predictor ships (package data).
 DEFAULT_PATH = Path(__file__).with_name("default_predictor.json")
-
-
-def book_sweep(**model: Any) -> list:
-    """The configurations of the book's predictor sweep (:data:`BOOK_GRID` with each
-    seed), for :data:`BOOK_MODEL` updated with ``model`` (e.g. ``p=47``)."""
-    from .config import RunConfig
-    from .sweeping import grid, replicates
-
-    base = RunConfig(**{**BOOK_MODEL, **model})
-    axes = {k: v for k, v in BOOK_GRID.items() if k != "seeds"}
-    return replicates(grid(base, **axes), BOOK_GRID["seeds"])
 
 
 def _as_curves(curves) -> list[np.ndarray]:
@@ -732,16 +716,6 @@ class GrokPredictor:
 
     @classmethod
     def default(cls) -> "GrokPredictor":
-        """The predictor shipped with the package: :meth:`fit_runs` on :func:`book_sweep`
+        """The predictor shipped with the package: :meth:`fit_runs` on :func:`~grokbook.experiments.book_grid.book_sweep`
         with the defaults; ``grokbook fit-predictor`` regenerates it."""
         return cls.load(DEFAULT_PATH)
-
-
-def fit_default(store=None) -> GrokPredictor:
-    """Fit the default predictor: the runs of :func:`book_sweep` (trained through the
-    store if missing; about 20 minutes on a 2-core CPU) and :meth:`GrokPredictor.fit_runs`."""
-    from .sweeping import sweep
-
-    return GrokPredictor.fit_runs(sweep(book_sweep(), store=store),
-                                  meta={"fitted_on": "grokbook.predict.book_sweep()",
-                                        "command": "grokbook fit-predictor", "model": BOOK_MODEL})

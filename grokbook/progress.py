@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
+from . import settings
 from .config import RunConfig
-from .core import stack_key
+from .trainer import stack_key
 
 #: At most this many runs are listed one per line; more are summed up in one line.
 LISTED = 12
@@ -31,15 +32,15 @@ TIMING_S, TIMED_STEPS = 1.5, 10
 
 def progress_wanted() -> bool:
     """Whether ``$GROKBOOK_PROGRESS`` asks for notices (set, and not ``0``)."""
-    return os.environ.get("GROKBOOK_PROGRESS", "0") not in ("", "0")
+    return settings.progress() is not None
 
 
 def _notice(line: str) -> None:
     """``line`` to where ``$GROKBOOK_PROGRESS`` says: the file it names (an absolute path)
     or stderr; nowhere when it is unset."""
-    where = os.environ.get("GROKBOOK_PROGRESS", "0")
-    if progress_wanted():
-        with open(where, "a") if os.path.isabs(where) else contextlib.nullcontext(sys.stderr) as f:
+    where = settings.progress()
+    if where is not None:
+        with open(where, "a") if where != "stderr" else contextlib.nullcontext(sys.stderr) as f:
             f.write(f"grokbook: {line}\n")
 
 
@@ -52,8 +53,8 @@ def relay_warning(message: str) -> None:
     """Append :func:`warning_line` of ``message`` to the file ``$GROKBOOK_PROGRESS``
     names, when it names one (an absolute path: ``grokbook run``'s kernel and the sweep
     workers it starts); else nothing: in a script, ``warnings`` shows the warning."""
-    where = os.environ.get("GROKBOOK_PROGRESS", "")
-    if os.path.isabs(where):
+    where = settings.progress()
+    if where not in (None, "stderr"):
         with open(where, "a") as f:
             f.write(warning_line(message) + "\n")
 
@@ -82,7 +83,7 @@ def _step_s(group: list[RunConfig], device: Any, budget_s: float) -> float:
     of up to :data:`TIMED_STEPS` steps (the first pays one-off costs) within ``budget_s``."""
     import torch
 
-    from .core import Core
+    from .trainer import Core
 
     with torch.random.fork_rng(devices=[]):  # building the models seeds torch
         core = Core(group, device)

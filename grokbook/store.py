@@ -51,8 +51,9 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+from . import settings
 from .config import RunConfig
-from .core import METRICS, Run, TrainState, default_device, snapshot_schedule
+from .trainer import METRICS, Run, TrainState, default_device, snapshot_schedule
 from .progress import Progress, announce, relay_warning
 from .training import fit
 
@@ -80,9 +81,9 @@ class CorruptFile(Exception):
 def default_home() -> Path:
     """``$GROKBOOK_HOME`` if set (a relative path is taken from the current directory),
     else the platform's user cache directory."""
-    env = os.environ.get("GROKBOOK_HOME")
-    if env:
-        return Path(env).expanduser().absolute()
+    env = settings.home()
+    if env is not None:
+        return env
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("grokbook"))
@@ -327,7 +328,7 @@ RUNTIME_BYTES = 300 * _MB
 
 def memory_bytes(config: RunConfig) -> dict[str, int]:
     """About how many bytes of memory training ``config`` alone takes at its peak, by
-    part; the sum is what :func:`grokbook.chapters.check_memory` compares with the
+    part; the sum is what :func:`grokbook.notebooks.check_memory` compares with the
     memory available.
 
     - ``curves``: the per-step metrics, ``steps x len(METRICS)``: a float32 buffer while
@@ -515,9 +516,9 @@ class RunStore:
 
     def _log_use(self, run: Run) -> None:
         """Append a JSON line naming ``run`` (and its store and config) to the file
-        ``$GROKBOOK_RUNS_LOG`` if set: :func:`grokbook.chapters.run_chapter` sets it to
+        ``$GROKBOOK_RUNS_LOG`` if set: :func:`grokbook.notebooks.run_chapter` sets it to
         learn which runs a chapter used."""
-        log = os.environ.get("GROKBOOK_RUNS_LOG")
+        log = settings.runs_log()
         if not log:
             return
         line = json.dumps({"hash": self.key(run.config), "store": str(self.root), "config": run.config.to_dict()})

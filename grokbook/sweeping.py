@@ -8,7 +8,7 @@ is stored as diverged (``Run.diverged_at``) and the sweep goes on.
 Executors:
 
 * ``None`` (default): on this machine. Runs that differ only in learning rate, weight
-  decay and seed (equal :func:`~grokbook.core.stack_key`) are trained together as an
+  decay and seed (equal :func:`~grokbook.trainer.stack_key`) are trained together as an
   ensemble (:mod:`grokbook.ensemble`), the faster path (``benchmarks/sweep_speed.py``),
   in groups of at most ``ensemble_size``; a run comes out the same alone or in any
   ensemble. On a CPU with several cores, a sweep of several
@@ -51,8 +51,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from . import settings
 from .config import RunConfig
-from .core import Run, stack_key
+from .trainer import Run, stack_key
 from .progress import (LISTED, PROGRESS_EVERY_S, Progress, _cost, announce, describe, estimate_s,  # noqa: F401
                        progress_wanted)
 from .store import RunStore
@@ -214,8 +215,8 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
     unique = {c.hash(): c for c in configs}
     found = {h: store.load(c) for h, c in unique.items()}
     todo = [c for h, c in unique.items() if found[h] is None]
-    if executor is None and os.environ.get("GROKBOOK_SCHEDULER"):
-        executor = os.environ["GROKBOOK_SCHEDULER"]
+    if executor is None:
+        executor = settings.scheduler()
     local = executor is None or not todo
     n_proc: Optional[int]
     if local:

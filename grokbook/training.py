@@ -1,4 +1,4 @@
-"""One training run: the training core (:mod:`grokbook.core`) with ``M = 1``, plus what
+"""One training run: the training core (:mod:`grokbook.trainer`) with ``M = 1``, plus what
 a single run adds: resuming from a checkpoint, checkpoints, interruption, a progress bar.
 
 A run trained here is bit-identical on the CPU to the same configuration trained inside
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .core import Run, TrainState, train_core
+from .trainer import Run, TrainState, train_core
 
 
 def fit(config: RunConfig, *, state: Optional[TrainState] = None,
@@ -25,7 +25,7 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
     ``checkpoint(state)`` is called after every ``checkpoint_every_s`` seconds of
     training, after every iteration count that is a multiple of
     ``checkpoint_every_steps`` (0: never), and on SIGINT or SIGTERM, after which
-    :class:`~grokbook.core.TrainingInterrupted` is raised. ``progress``: a tqdm bar;
+    :class:`~grokbook.trainer.TrainingInterrupted` is raised. ``progress``: a tqdm bar;
     None shows it only on a terminal. ``device``: CUDA when available by default.
     """
     from tqdm import tqdm
@@ -54,7 +54,7 @@ def replay_weights(configs: Sequence[RunConfig], at: Iterable[int], *,
 
     A run keeps its weights only at its snapshot steps; to look at it anywhere else
     (say at a loss spike found after training), ``configs`` (equal
-    :func:`~grokbook.core.stack_key`, trained together) are replayed from scratch, and
+    :func:`~grokbook.trainer.stack_key`, trained together) are replayed from scratch, and
     their flat weights ``(P,)`` (float32, the layout of ``Run.snapshots``) are kept
     after each step in ``at``. Training is deterministic on the CPU, so the replay
     passes through exactly the stored run's weights (a snapshot step in ``at`` gives the

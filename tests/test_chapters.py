@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from grokbook.chapters import find_chapters, run_chapter
+from grokbook.notebooks import find_chapters, run_chapter
 
 CHAPTERS = list(find_chapters())
 
@@ -43,7 +43,7 @@ def test_glue_gaps_finds_a_cited_key_nobody_glued():
 
 
 def test_render_glue_writes_the_values_into_the_prose():
-    from grokbook.chapters import render_glue
+    from grokbook.notebooks import render_glue
 
     def md(text):
         return {"cell_type": "markdown", "source": [text]}
@@ -94,7 +94,7 @@ def test_chapter_runs_the_authors_setup(name, tmp_path):
 def test_the_paper_profile_is_the_authors_recipe():
     """Every transformer chapter under `--profile paper` trains openai/grok's model on
     addition mod 97 with AdamW lr 1e-3, weight decay 1, full batch (PAPER_NOTES)."""
-    from grokbook.chapters import load_profile
+    from grokbook.notebooks import load_profile
 
     recipe = dict(arch="grok", task="add", p=97, n_layers=2, d_model=128, n_heads=4, layer_norm=True)
     for chapter in find_chapters().values():
@@ -116,7 +116,8 @@ def _defaults(name):
 
 
 def test_versus_paper_explains_every_difference_of_the_defaults():
-    from grokbook.chapters import ChapterError, versus_paper
+    from grokbook.experiments.paper import versus_paper
+    from grokbook.notebooks import ChapterError
 
     values = _defaults("grokking")
     reasons = {"p": "smaller", "d_model": "narrower", "lr": "faster", "arch": "ours", "layer_norm": "none",
@@ -134,7 +135,8 @@ def test_versus_paper_explains_every_difference_of_the_defaults():
 
 
 def test_versus_paper_marks_values_set_for_this_execution():
-    from grokbook.chapters import load_profile, versus_paper
+    from grokbook.experiments.paper import versus_paper
+    from grokbook.notebooks import load_profile
 
     values = {**_defaults("grokking"), **load_profile("paper", find_chapters()["grokking"])}
     assert versus_paper("grokking", values, {}).startswith("Equal to the paper's:")  # nothing differs
@@ -151,7 +153,7 @@ def test_every_chapter_has_its_table_versus_the_paper():
 def test_every_default_that_departs_from_the_paper_has_its_reason():
     """book/paper_deviations.yml explains every default that differs from the paper
     profile, and names no parameter the profile does not set (versus_paper raises)."""
-    from grokbook.chapters import versus_paper
+    from grokbook.experiments.paper import versus_paper
 
     for chapter in find_chapters().values():
         versus_paper(chapter.name, _defaults(chapter.name))

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokbook import chapters
-from grokbook.chapters import (ChapterError, check_run_values, check_scheduler, field_of, find_chapters,
+from grokbook import notebooks
+from grokbook.notebooks import (ChapterError, check_run_values, check_scheduler, field_of, find_chapters,
                                get_chapter, load_profile)
 from grokbook.cli import main
 
@@ -208,7 +208,7 @@ def test_failed_chapter_keeps_the_good_output(tmp_path, capsys, monkeypatch):
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text("title: test\n")
     (root / "book" / "01_boom.md").write_text(BOOM)
-    monkeypatch.setattr(chapters, "book_root", lambda: root)
+    monkeypatch.setattr(notebooks, "book_root", lambda: root)
     out = tmp_path / "out" / "boom.ipynb"
     assert main(["run", "boom", "-o", str(out)]) == 0
     good = out.read_bytes()
@@ -349,12 +349,12 @@ def test_predict_missing_file_and_bad_model(tmp_path, capsys):
 
 def test_a_chapter_run_prints_no_kernel_transport_warning(tmp_path, capfd, monkeypatch):
     """ipykernel logs "Kernel is running over TCP without encryption" at every start;
-    the kernel's log is at ERROR (chapters.KERNEL_ARGUMENTS), so a run shows none of it."""
+    the kernel's log is at ERROR (notebooks.KERNEL_ARGUMENTS), so a run shows none of it."""
     root = tmp_path / "root"
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text("title: test\n")
     (root / "book" / "01_boom.md").write_text(BOOM)
-    monkeypatch.setattr(chapters, "book_root", lambda: root)
+    monkeypatch.setattr(notebooks, "book_root", lambda: root)
     assert main(["run", "boom", "-o", str(tmp_path / "boom.ipynb")]) == 0
     err = capfd.readouterr().err
     assert "without encryption" not in err and "Kernel is running" not in err, err

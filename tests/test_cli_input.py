@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from grokbook.chapters import ChapterError, get_chapter, load_profile
+from grokbook.notebooks import ChapterError, get_chapter, load_profile
 from grokbook.cli import main
 
 
@@ -21,7 +21,7 @@ def test_an_integer_written_in_exponent_form_is_an_integer():
 def test_a_profile_is_a_name_or_a_path(tmp_path):
     chapter = get_chapter("grokking")
     by_name = load_profile("smoke", chapter)
-    from grokbook.chapters import book_root
+    from grokbook.notebooks import book_root
     assert load_profile(str(book_root() / "book" / "profiles" / "smoke.yml"), chapter) == by_name
     mine = tmp_path / "mine.yml"
     mine.write_text("grokking:\n  steps: 1e2\n")
@@ -103,13 +103,13 @@ def no_kernel(monkeypatch):
     machine (the estimate is compared with it)."""
     import papermill
 
-    from grokbook import chapters
+    from grokbook import notebooks
 
     def started(*args, **kwargs):
         raise AssertionError("papermill started a kernel")
 
     monkeypatch.setattr(papermill, "execute_notebook", started)
-    monkeypatch.setattr(chapters, "available_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(notebooks, "available_memory_bytes", lambda: 16 * 2**30)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -147,7 +147,7 @@ def test_values_that_cannot_run_are_refused_before_a_kernel_starts(argv, message
 
 def test_the_memory_estimate_refuses_only_what_cannot_fit(monkeypatch):
     from grokbook import RunConfig
-    from grokbook.chapters import check_memory, check_run_values, find_chapters
+    from grokbook.notebooks import check_memory, check_run_values, find_chapters
     from grokbook.store import memory_bytes
 
     gib = 2**30
@@ -160,7 +160,7 @@ def test_the_memory_estimate_refuses_only_what_cannot_fit(monkeypatch):
     with pytest.raises(ChapterError, match="of GPU memory .*activations"):  # on a GPU: the GPU's part
         check_memory([RunConfig(p=400)], "cuda", available=64 * gib, gpu_free=gib)
     check_memory([RunConfig(p=400)], "cuda", available=64 * gib, gpu_free=16 * gib)
-    from grokbook import chapters
+    from grokbook import notebooks
 
-    monkeypatch.setattr(chapters, "available_memory_bytes", lambda: None)
+    monkeypatch.setattr(notebooks, "available_memory_bytes", lambda: None)
     check_memory([RunConfig(steps=10**9)])  # where the memory cannot be read, nothing is refused

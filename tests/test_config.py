@@ -6,7 +6,7 @@ import pytest
 
 from grokbook import RunConfig
 from grokbook.config import MAX_P, SEED_LIMIT, FieldError, check_field, is_prime
-from grokbook.core import _epoch_permutation
+from grokbook.trainer import _epoch_permutation
 
 
 @pytest.mark.parametrize("changes, field", [

@@ -9,7 +9,7 @@ import pytest
 
 from grokbook import RunConfig, RunStore
 from grokbook.experiments.records import read_records
-from grokbook.predict import book_sweep
+from grokbook.experiments.book_grid import book_sweep
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus.py"
 

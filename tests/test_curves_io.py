@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from grokbook.cli import main
-from grokbook.core import METRICS
+from grokbook.trainer import METRICS
 from grokbook.curves_io import CurveError, loss_names, on_unit_steps, read_curves
 from grokbook.predict import GrokPredictor
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from grokbook import RunConfig
-from grokbook.core import METRICS, stack_key
+from grokbook.trainer import METRICS, stack_key
 from grokbook.ensemble import fit_ensemble, stackable
 from grokbook.sweeping import _ensemble_groups, grid
 from grokbook.training import fit

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokbook.chapters import get_chapter
+from grokbook.notebooks import get_chapter
 from grokbook.experiments import data_fraction as exp
 from grokbook.experiments.parameters import ChapterParameters, field_comments
 

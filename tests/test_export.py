@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from grokbook import RunConfig
-from grokbook.chapters import get_chapter, load_profile, run_chapter
+from grokbook.notebooks import get_chapter, load_profile, run_chapter
 from grokbook.cli import main
 from grokbook.store import RunStore
 from grokbook.sweeping import replicates, sweep

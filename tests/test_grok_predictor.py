@@ -11,9 +11,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from grokbook import RunConfig, sweep
-from grokbook.chapters import get_chapter
+from grokbook.notebooks import get_chapter
 from grokbook.phases import run_outcome
-from grokbook.predict import (BOOK_GRID, BOOK_MODEL, LOSS_ONLY, POSITIVE, GrokPredictor, book_sweep,
+from grokbook.experiments.book_grid import BOOK_GRID, BOOK_MODEL, book_sweep
+from grokbook.predict import (LOSS_ONLY, POSITIVE, GrokPredictor,
                               curve_features, early_features)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from grokbook import RunConfig
-from grokbook.lu import (LUCurves, band, best_norm, delay, grokking_like, l_shaped, lu_curves,
+from grokbook.omnigrok import (LUCurves, band, best_norm, delay, grokking_like, l_shaped, lu_curves,
                          lu_curves_by_seed, norm_grid, norm_path, norm_sweep_configs,
                          parabola_vertex, run_config_of, time_to_cross, u_shaped, value_at, w_c_ratio_ok)
 from grokbook.training import fit
@@ -179,7 +179,7 @@ def test_grokking_like():
 
 
 def test_run_config_of_builds_chapter_ones_run():
-    from grokbook.chapters import get_chapter
+    from grokbook.notebooks import get_chapter
 
     values = {k: prm.default for k, prm in get_chapter("grokking").parameters.items()}
     v = values

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grokbook import RunConfig
-from grokbook.core import accuracy, loss_fn
+from grokbook.trainer import accuracy, loss_fn
 from grokbook.hessian import hvp
 from grokbook.models import GrokTransformer, build_model, last_layer
 from grokbook.tasks import make_dataset

@@ -11,7 +11,8 @@ optuna = pytest.importorskip("optuna")
 
 from grokbook import sweep  # noqa: E402
 from grokbook.curves_io import on_unit_steps  # noqa: E402
-from grokbook.optuna import GrokkingPruner, SearchResult, replay_search, sample_configs  # noqa: E402
+from grokbook.experiments.search import SearchResult, replay_search, sample_configs  # noqa: E402
+from grokbook.pruning import GrokkingPruner  # noqa: E402
 from grokbook.predict import GrokPredictor  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,7 +9,7 @@ from grokbook import RunConfig
 from grokbook.predict import (FEATURES, bootstrap_ci, config_id, cross_validate, early_features, feature_matrix,
                               generalized, roc_auc, search_cost)
 from grokbook.spectral import hjorth
-from grokbook.core import Run
+from grokbook.trainer import Run
 
 
 def test_roc_auc_matches_sklearn_with_ties():

@@ -24,7 +24,7 @@ from grokbook import RunConfig
 from grokbook.ensemble import fit_ensemble
 from grokbook.store import CorruptRunWarning, RunStore, StoreError, StoreWarning, default_home
 from grokbook.sweeping import grid
-from grokbook.core import METRICS
+from grokbook.trainer import METRICS
 from grokbook.training import fit
 
 SLOW = dict(p=23, r=0.5, n_layers=1, d_model=16, n_heads=2, steps=300, n_snapshots=8)

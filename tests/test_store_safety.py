@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from grokbook import RunConfig, chapters
+from grokbook import RunConfig, notebooks
 from grokbook.cli import main
 from grokbook.store import CorruptRunWarning, RunStore, StoreError, StoreWarning
 from grokbook.training import fit
@@ -20,7 +20,7 @@ from grokbook.training import fit
 def _fresh_warnings(monkeypatch):
     """Each test starts with no store reported as shared and no warning relayed yet."""
     monkeypatch.setattr(RunStore, "_warned", set())
-    monkeypatch.setattr(chapters, "RELAYED_WARNINGS", set())
+    monkeypatch.setattr(notebooks, "RELAYED_WARNINGS", set())
 
 
 def assert_same_run(a, b):
@@ -59,7 +59,7 @@ def test_a_shared_store_is_reported_by_export_and_runs(tiny, capsys, tmp_path):
                    "can write there decides what the book shows. Use chmod 700 unless it is a store shared on "
                    "purpose."]
     RunStore._warned.clear()  # as in a new process: reported once per process
-    chapters.RELAYED_WARNINGS.clear()
+    notebooks.RELAYED_WARNINGS.clear()
     assert main(["runs"]) == 0
     assert sum("writable by every user" in line for line in stderr_lines(capsys)) == 1
 
@@ -127,7 +127,7 @@ def test_a_store_warning_in_the_kernel_reaches_the_terminal_once(tmp_path, capfd
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text("title: test\n")
     (root / "book" / "01_warn.md").write_text(WARNING_CHAPTER)
-    monkeypatch.setattr(chapters, "book_root", lambda: root)
+    monkeypatch.setattr(notebooks, "book_root", lambda: root)
     home = tmp_path / "shared_store"
     home.mkdir()
     home.chmod(0o777)

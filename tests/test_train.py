@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from grokbook import RunConfig, train
 from grokbook.models import build_model
 from grokbook.tasks import make_dataset
-import grokbook.core as core_module
+import grokbook.trainer as core_module
 from grokbook import phases
-from grokbook.core import (METRICS, VALIDATION_BUDGET, snapshot_schedule, steps_per_epoch, validation_cost,
+from grokbook.trainer import (METRICS, VALIDATION_BUDGET, snapshot_schedule, steps_per_epoch, validation_cost,
                            validation_schedule, validation_spacing)
 from grokbook.training import fit, replay_weights
 
@@ -76,7 +76,7 @@ def test_deterministic_on_cpu(tiny):
 
 
 def test_minibatches_cover_each_epoch_once(tiny):
-    from grokbook.core import batch_indices
+    from grokbook.trainer import batch_indices
 
     cfg = tiny.replace(batch_size=10)
     n = len(make_dataset(cfg).train_y)
@@ -303,7 +303,7 @@ def test_run_to_frame_holds_every_value(tiny):
 
 
 def test_grokbook_device_chooses_and_checks_the_device(monkeypatch):
-    from grokbook.core import default_device
+    from grokbook.trainer import default_device
 
     monkeypatch.setenv("GROKBOOK_DEVICE", "cpu")
     assert default_device() == torch.device("cpu")

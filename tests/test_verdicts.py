@@ -170,7 +170,7 @@ def test_every_chapter_takes_its_thresholds_from_the_one_object():
     cell writes a threshold as a literal."""
     import re
 
-    from grokbook.chapters import find_chapters
+    from grokbook.notebooks import find_chapters
 
     chapters = find_chapters()
     assert {c.path.stem for c in chapters.values()} == set(th.CHAPTERS)

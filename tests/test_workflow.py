@@ -77,6 +77,6 @@ def test_the_build_step_is_the_readmes_book_command_and_runs_dry(workflow):
     assert ".venv/bin/grokbook build" in dry.stdout  # what `make book` runs once set up
     cli = subprocess.run([sys.executable, "-m", "grokbook", "build", "--help"], capture_output=True, text=True)
     assert cli.returncode == 0 and "--all" in cli.stdout
-    from grokbook.chapters import book_root
+    from grokbook.notebooks import book_root
 
     assert book_root() == ROOT  # jupyter-book writes ROOT/_build/html, the path the upload step takes

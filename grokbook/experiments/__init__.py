@@ -8,6 +8,11 @@
 - :mod:`~grokbook.experiments.records`: the offline runs, one compact record each;
 - :mod:`~grokbook.experiments.central`: the central claim against the hyperparameters
   (chapters 2 and 9);
+- :mod:`~grokbook.experiments.book_grid`: the book's shared seeded sweep (chapters 2
+  and 9) and the default predictor fitted on it;
+- :mod:`~grokbook.experiments.search`: chapter 11's search harness (a real Optuna study
+  replayed from stored runs);
+- :mod:`~grokbook.experiments.paper`: each chapter's parameters against the paper's;
 - :mod:`~grokbook.experiments.parameters`: a chapter's parameters as one dataclass;
 - one module per chapter moved into this layer: :mod:`~grokbook.experiments.data_fraction`
   (chapter 10).

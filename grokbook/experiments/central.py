@@ -190,7 +190,7 @@ def within_configurations(y, energy, time, event, configs, *, n_boot: int = 1000
 
 
 def sweep_data(runs, *, window: int, leave: float, reach: float, min_ratio: float) -> tuple[SweepData, np.ndarray]:
-    """:class:`SweepData` of the ``runs`` (:class:`~grokbook.core.Run`) that grok or
+    """:class:`SweepData` of the ``runs`` (:class:`~grokbook.run.Run`) that grok or
     memorize (:func:`grokbook.phases.outcome` at ``leave``, ``reach``, ``min_ratio``)
     and whose first ``window`` training losses are finite, and their indices ``(n,)``
     into ``runs``. The energy is log10 of :func:`grokbook.spectral.paper_energy`; a

@@ -310,7 +310,7 @@ def glued(res: Result) -> dict[str, Any]:
     r_lo, r_hi = min(prm.r_grid), max(prm.r_grid)
     fit, fit_other = res.sweep.fit, res.sweep.fit_other
     paper_gamma = PAPER_GAMMA.get(prm.task, (None, ""))[0]
-    from ..lu import value_at
+    from ..omnigrok import value_at
 
     import pandas as pd
 

@@ -44,7 +44,7 @@ def downsample_index(n: int, n_points: int = N_POINTS) -> np.ndarray:
 
 def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N_POINTS,
                thresholds: Thresholds = AUTHORS, **extra: Any) -> dict[str, Any]:
-    """The record of ``run`` (a :class:`~grokbook.core.Run`) in ``family``; ``extra``
+    """The record of ``run`` (a :class:`~grokbook.run.Run`) in ``family``; ``extra``
     columns (the command, the machine) are added as given."""
     c: RunConfig = run.config
     rec: dict[str, Any] = {"family": family, "hash": c.hash()}

@@ -42,7 +42,7 @@ class Thresholds:
         return replace(self, **changes)
 
     def times(self, run: Any) -> PhaseTimes:
-        """t1..t4 of a :class:`~grokbook.core.Run` at these levels."""
+        """t1..t4 of a :class:`~grokbook.run.Run` at these levels."""
         return run_phase_times(run, leave=self.leave, reach=self.reach)
 
     def outcome(self, run: Any) -> str:

@@ -32,6 +32,7 @@ from typing import Any, Optional
 
 import yaml
 
+from . import settings
 from .config import FieldError, RunConfig, check_field
 
 _FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -182,56 +183,7 @@ def load_profile(profile: str, chapter: Chapter, root: Optional[Path] = None) ->
         raise ChapterError(f"profile {profile!r}: {err}") from None
 
 
-def deviations(chapter: str, root: Optional[Path] = None) -> dict[str, str]:
-    """Why ``chapter``'s defaults depart from the paper profile: its section of
-    ``book/paper_deviations.yml`` (parameter to reason)."""
-    path = (root or book_root()) / "book" / "paper_deviations.yml"
-    data = yaml.safe_load(path.read_text()) or {}
-    return {k: str(v) for k, v in (data.get(chapter) or {}).items()}
-
-
-def versus_paper(chapter: str, values: dict[str, Any], reasons: Optional[dict[str, str]] = None,
-                 root: Optional[Path] = None) -> str:
-    """The table "this chapter vs the paper" in Markdown, for the chapter's current
-    ``values`` (a notebook passes its ``globals()``).
-
-    One row per parameter that the ``paper`` profile sets for ``chapter`` and whose
-    value here differs from the paper's: the value here, the paper's, and why. Where
-    the chapter's default differs, the why is ``reasons[name]`` (by default the
-    chapter's section of ``book/paper_deviations.yml``); where a value was set
-    for this execution (a ``-p`` value or a profile), the row says so. A last line lists
-    the parameters equal to the paper's.
-
-    Raises :class:`ChapterError` when a default differs from the paper without a
-    reason, or when ``reasons`` names a parameter the paper profile does not set.
-    """
-    ch = get_chapter(chapter, root)
-    paper = load_profile("paper", ch, root)
-    reasons = deviations(chapter, root) if reasons is None else reasons
-    stray = sorted(set(reasons) - set(paper))
-    if stray:
-        raise ChapterError(f"chapter {chapter!r}: reasons given for {', '.join(stray)}, which the paper "
-                           f"profile does not set")
-    rows, same = [], []
-    for name, theirs in paper.items():
-        ours = values[name]
-        if ours == theirs:
-            same.append(name)
-            continue
-        if ours != ch.parameters[name].default:
-            why = "set for this execution (not the chapter's default)"
-        elif name in reasons:
-            why = reasons[name]
-        else:
-            raise ChapterError(f"chapter {chapter!r}: its default {name} = {ours!r} differs from the "
-                               f"paper's {theirs!r} and no reason is given")
-        rows.append(f"| `{name}` | {_short(ours)} | {_short(theirs)} | {why} |")
-    table = ["| parameter | this chapter | the paper | why |", "|---|---|---|---|", *rows] if rows else []
-    tail = f"Equal to the paper's: {', '.join(f'`{n}`' for n in same)}." if same else ""
-    return "\n".join(table + ([""] if table and tail else []) + ([tail] if tail else []))
-
-
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     """A parameter value for a table cell (long lists abbreviated)."""
     if isinstance(value, list) and len(value) > 6:
         return f"{len(value)} values, {value[0]!r} .. {value[-1]!r}"
@@ -266,7 +218,7 @@ def _check_shapes(chapter: Chapter, merged: dict[str, Any]) -> None:
         param = chapter.parameters[name]
         if param.type is list and param.default and not value:
             raise ChapterError(f"parameter {name!r} = [] is empty: the chapter needs at least one value "
-                               f"(default {_short(param.default)})")
+                               f"(default {short_value(param.default)})")
         if param.type is list and name.endswith("_range") and not (len(value) == 2 and value[0] < value[1]):
             raise ChapterError(f"parameter {name!r} = {value!r} is invalid: two values [low, high] with low < high")
         if param.type is float and _LEVEL.fullmatch(name) and not 0 <= value <= 1:
@@ -323,14 +275,14 @@ def check_run_values(chapter: Chapter, values: dict[str, Any]) -> list[RunConfig
 def check_device(name: Optional[str] = None) -> str:
     """The kind of device training will use (``cpu``, ``cuda`` or ``mps``): ``name``,
     else ``$GROKBOOK_DEVICE``, else the best one available (see
-    :func:`grokbook.core.default_device`). :class:`ChapterError` when this machine does
+    :func:`grokbook.trainer.default_device`). :class:`ChapterError` when this machine does
     not have it (or, for ``cuda:N``, fewer than N + 1 GPUs)."""
     import torch
 
-    from .core import default_device
+    from .trainer import default_device
 
     try:
-        with _environ(GROKBOOK_DEVICE=name):
+        with settings.overriding(GROKBOOK_DEVICE=name):
             device = default_device()
     except ValueError as err:
         raise ChapterError(f"device not available: {err}") from None
@@ -479,21 +431,6 @@ def render_glue(notebook: dict) -> dict:
     return notebook
 
 
-@contextlib.contextmanager
-def _environ(**values: Optional[str]) -> Any:
-    """Set the environment variables given (None: leave as is) and restore them after."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: v for k, v in values.items() if v is not None})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _one_line(err: BaseException) -> str:
     """The kernel's error as one line: papermill's ``ename: evalue``, else the
     exception's type and first line."""
@@ -613,7 +550,7 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
             # read in the kernel: the sweeps' scheduler, figures shown where they are made,
             # notices of the runs to train and of training (a file: the notebook stays clean),
             # and where to log the runs the chapter uses
-            with _environ(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1",
+            with settings.overriding(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1",
                           GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices):
                 papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
                                            kernel_name="python3", progress_bar=sys.stderr.isatty(),

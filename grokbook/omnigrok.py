@@ -257,7 +257,7 @@ def norm_path(steps: Sequence[int], train_acc: Sequence[float], weight_norm: Seq
 
 
 def run_norm_path(run, w_c: float, reach: float = 0.99, target: float = 0.9) -> NormPath:
-    """:func:`norm_path` of a :class:`~grokbook.core.Run` (its ``weight_norm`` metric)."""
+    """:func:`norm_path` of a :class:`~grokbook.run.Run` (its ``weight_norm`` metric)."""
     return norm_path(run.steps, run.metrics["train_acc"], run.metrics["weight_norm"], run.val_steps,
                      run.val_acc, w_c, reach=reach, target=target)
 

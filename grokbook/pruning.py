@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import optuna
 
-from .config import RunConfig
 from .curves_io import on_unit_steps
 from .predict import Assessment, GrokPredictor
 
@@ -140,107 +137,3 @@ class GrokkingPruner(optuna.pruners.BasePruner):
                            f"the predictor's window of {n}: GrokkingPruner never judged it; train trials for at "
                            f"least {n} steps")
                 return
-
-
-# ---------------------------------------------------------------------------------------
-# Comparing pruners on one search
-# ---------------------------------------------------------------------------------------
-
-#: The search space of the book's study: name -> ``(low, high, log scale)`` for a float,
-#: or a list of choices.
-SPACE = {"lr": (0.004, 0.04, True), "weight_decay": (0.2, 2.5, False), "r": [0.4, 0.5, 0.6, 0.7, 0.8]}
-
-
-def trial_config(trial: optuna.Trial, base: RunConfig, space: dict = SPACE, first_seed: int = 100) -> RunConfig:
-    """The run a trial asks for: ``base`` with each parameter of ``space`` suggested
-    (floats rounded to 3 significant digits) and the initialisation seed
-    ``first_seed + trial.number``. The data split is ``base``'s for every trial: a search
-    tunes on one dataset."""
-    params = {}
-    for name, dist in space.items():
-        if isinstance(dist, list):
-            params[name] = trial.suggest_categorical(name, dist)
-        else:
-            lo, hi, log = dist
-            params[name] = float(f"{trial.suggest_float(name, lo, hi, log=log):.3g}")
-    return base.replace(**params, seed=first_seed + trial.number)
-
-
-def sample_configs(base: RunConfig, n_trials: int, seed: int = 0, space: dict = SPACE,
-                   first_seed: int = 100) -> list[RunConfig]:
-    """The configs of ``n_trials`` trials of a study with ``RandomSampler(seed)``, in
-    trial order: the same whatever the pruner, since a random sampler ignores results."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    configs = []
-    for _ in range(n_trials):
-        trial = study.ask()
-        configs.append(trial_config(trial, base, space, first_seed))
-        study.tell(trial, 0.0)
-    return configs
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """One study of :func:`replay_search`, per trial in trial order (``(n_trials,)``):
-    ``steps``: optimisation steps trained (the budget unless pruned); ``pruned``;
-    ``value``: the final validation accuracy, NaN for pruned trials; ``budget``: the
-    steps of an unpruned trial."""
-
-    steps: np.ndarray
-    pruned: np.ndarray
-    value: np.ndarray
-    budget: int
-
-    @property
-    def compute(self) -> float:
-        """Steps trained as a fraction of training every trial to the budget."""
-        return float(self.steps.sum() / (len(self.steps) * self.budget))
-
-    def best_so_far(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(compute, best)``, ``(n_trials,)`` each: the search's compute (fraction of the
-        full search) after each trial, and the best final validation accuracy found so
-        far (NaN until a trial completes)."""
-        compute = np.cumsum(self.steps) / (len(self.steps) * self.budget)
-        best = np.fmax.accumulate(np.where(self.pruned, np.nan, self.value))
-        return compute, best
-
-
-def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str, base: RunConfig,
-                  seed: int = 0, space: dict = SPACE, first_seed: int = 100) -> SearchResult:
-    """Run a real Optuna study (``RandomSampler(seed)``, ``pruner``, maximizing final
-    validation accuracy) whose objective trains by reading the stored ``runs`` of
-    :func:`sample_configs` step by step: a run's first steps are the same whether it
-    is stopped there or trained on (its warm-up and updates do not depend on the
-    budget), so a pruned trial costs the steps it reported.
-
-    ``report``: ``"train_loss"`` (every step, for :class:`GrokkingPruner`) or
-    ``"val_acc"`` (at the run's validation steps, as searches use Optuna's pruners).
-    Raises ValueError if a trial asks for a run not in ``runs``."""
-    if report not in ("train_loss", "val_acc"):
-        raise ValueError(f"report must be 'train_loss' or 'val_acc', got {report!r}")
-    by_hash = {run.config.hash(): run for run in runs}
-    n, budget = len(runs), base.steps
-    steps, pruned, value = np.full(n, budget), np.zeros(n, dtype=bool), np.full(n, np.nan)
-
-    def objective(trial: optuna.Trial) -> float:
-        config = trial_config(trial, base, space, first_seed)
-        run = by_hash.get(config.hash())
-        if run is None:
-            raise ValueError(f"trial {trial.number} asks for a run that was not given: {config}")
-        if report == "train_loss":
-            points = enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist())
-        else:
-            points = zip(np.asarray(run.val_steps).tolist(), np.asarray(run.val_acc, dtype=float).tolist())
-        for step, v in points:
-            trial.report(v, step)
-            if trial.should_prune():
-                steps[trial.number], pruned[trial.number] = step + 1, True
-                raise optuna.TrialPruned()
-        value[trial.number] = float(run.val_acc[-1])
-        return value[trial.number]
-
-    # a fixed name: Hyperband assigns trials to brackets by a hash of the study's name
-    study = optuna.create_study(study_name=f"grokbook-replay-{seed}", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
-    study.optimize(objective, n_trials=n, catch=())
-    return SearchResult(steps, pruned, value, budget)
