@@ -348,7 +348,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--profile", help="a parameter set: a name from book/profiles/ (smoke, paper) or a .yml file")
     run.add_argument("-o", "--output", help="executed notebook (default CHAPTER.ipynb); replaced only if the "
                      "chapter succeeds, else the failed notebook is kept beside it as NAME.failed.ipynb")
-    run.add_argument("--html", action="store_true", help="also write HTML next to it")
+    run.add_argument("--html", action="store_true", help="also write a standalone HTML page next to it, as "
+                     "the book shows the chapter: hidden code left out, glued values in the prose")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="send the chapter's sweeps to this Dask scheduler (e.g. tcp://host:8786); "
                      "refused if it does not accept a connection within 3 s")

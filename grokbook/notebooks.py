@@ -22,7 +22,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -389,14 +388,15 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
                            f"{err.strerror or err or type(err).__name__}") from None
 
 
-_GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`:]+)(?::([^`]*))?`")
+_GLUE_ROLE = re.compile(r"\{glue(?::text|:any|:)?\}`([^`:]+)(?::([^`]*))?`")
 _GLUE_FIGURE = re.compile(r"^(`{3,}|:{3,})\{glue:figure\}\s+(\S+)[^\n]*\n(?::[^\n]*\n)*\n?(.*?)^\1[ \t]*$",
                           re.MULTILINE | re.DOTALL)
 
 
 def render_glue(notebook: dict) -> dict:
-    """``notebook`` (nbformat JSON) with the glue roles of its markdown replaced by the
-    glued values, formatted as the role asks (``{glue:text}`x:.2f``` becomes ``0.42``),
+    """``notebook`` (nbformat JSON) with the glue roles of its markdown (``{glue:text}``,
+    ``{glue}``, ``{glue:}``, ``{glue:any}``) replaced by the glued values, formatted as the
+    role asks (``{glue:text}`x:.2f``` becomes ``0.42``),
     and each ``{glue:figure}`` block by its caption in italics (the figure is shown by
     its code cell): what the book does, for a notebook read on its own. A role or
     figure whose key was never glued is left as it is."""
@@ -429,6 +429,196 @@ def render_glue(notebook: dict) -> dict:
                                     else m.group(0), text)
             cell["source"] = _GLUE_ROLE.sub(role, text)
     return notebook
+
+
+#: The cell tags of the book (MyST-NB, jupyter-book 1) and what :func:`book_page` does with
+#: each. Removing takes the part out of the page; hiding folds it behind a toggle in the
+#: book, and a standalone page has no toggle, so hidden parts are taken out too.
+_DROP_CELL = {"remove-cell", "remove_cell", "hide-cell"}
+_DROP_INPUT = {"remove-input", "remove_input", "hide-input"}  # code cells only, as in MyST-NB
+_DROP_OUTPUT = {"remove-output", "remove_output", "hide-output"}
+_DROP_STDERR = {"remove-stderr"}
+_ROLE = re.compile(r"\{([A-Za-z][\w:.+-]*)\}`([^`]*)`")
+_TITLED = re.compile(r"^(.*?)\s*<([^<>]+)>$", re.S)  # `text <target>`
+_DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{([\w:.-]+)\}([^\n]*)\n((?:[ \t]*:[\w-]+:[^\n]*\n)*)\n?(.*?)^\1[ \t]*$",
+                        re.MULTILINE | re.DOTALL)
+_TARGET = re.compile(r"^\(([^()\s]+)\)=[ \t]*(?:\n|$)", re.MULTILINE)  # `(label)=` before a heading
+_COMMENT = re.compile(r"^%[^\n]*(?:\n|$)", re.MULTILINE)  # a MyST comment line
+_ADMONITIONS = {"note", "warning", "tip", "important", "caution", "attention", "danger", "error", "hint",
+                "seealso", "admonition"}
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+
+def _source(cell: dict) -> str:
+    """A cell's source as one string (nbformat stores a string or a list of lines)."""
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _image_uri(data: dict) -> Optional[str]:
+    """A ``data:`` URI for the first image of an output's mime bundle (PNG, JPEG: base64
+    in the notebook; SVG: text), None if it has none."""
+    import base64
+
+    for mime in _IMAGE_TYPES:
+        if mime in data:
+            raw = "".join(data[mime]) if isinstance(data[mime], list) else data[mime]
+            if mime == "image/svg+xml":
+                raw = base64.b64encode(raw.encode()).decode()
+            return f"data:{mime};base64,{''.join(raw.split())}"
+    return None
+
+
+def _render_role(name: str, content: str, labels: dict[str, str]) -> str:
+    """One MyST role as the Markdown a notebook viewer shows: ``{math}`` as ``$...$``,
+    ``{cite}`` (any ``cite:*``) as ``[key1, key2]``, ``{ref}``/``{numref}``/``{doc}``/
+    ``{eq}``/``{term}`` as their explicit text, else the heading or figure number
+    (``labels``) the label names, else the label; Python roles (``{func}`` ...) as code.
+    Any other role: its text."""
+    titled = _TITLED.match(content)
+    text, target = (titled.group(1), titled.group(2)) if titled else (None, content.strip())
+    if name == "math":
+        return f"${content}$"
+    if name == "cite" or name.startswith("cite:"):
+        return "[" + ", ".join(k.strip() for k in content.split(",")) + "]"
+    if name == "numref":
+        number = labels.get(target, target)
+        return text.replace("%s", number).replace("{number}", number) if text else number
+    if name == "eq":
+        return f"({target})"
+    if name in ("ref", "doc", "term", "any", "download"):
+        return text or labels.get(target, target)
+    if name in ("func", "meth", "class", "mod", "attr", "obj", "data", "exc") or name.startswith("py:"):
+        shown = text or (target.lstrip("~").rsplit(".", 1)[-1] if target.startswith("~") else target.lstrip("!"))
+        return f"`{shown}{'()' if name.split(':')[-1] in ('func', 'meth') and not text else ''}`"
+    if name in ("sub", "sup"):
+        return f"<{name}>{content}</{name}>"
+    return text or content
+
+
+def book_page(notebook: dict, *, keep_stderr: bool = False) -> dict:
+    """A copy of ``notebook`` (nbformat JSON, executed) as the book shows it, for a page
+    read without the book:
+
+    - cells tagged ``remove-cell`` or ``hide-cell`` are dropped; the input of code cells
+      tagged ``remove-input`` or ``hide-input`` and the outputs of cells tagged
+      ``remove-output`` or ``hide-output`` are dropped (the book folds hidden parts
+      behind a toggle; a static page has none); stderr is dropped, as the book's
+      ``_config.yml`` does (``stderr_output: remove-warn``), unless ``keep_stderr``;
+      ``remove-stderr`` drops it in any case;
+    - each ``{glue:figure}`` directive becomes the glued image with its caption, numbered
+      ``Fig. N`` as the book numbers them, and the figure is no longer shown again where
+      it was made; glue outputs that are not displayed (``mime_prefix``) are dropped;
+    - glue roles become their values (:func:`render_glue`: ``{glue:text}`x:.2f``` is
+      ``0.42``); other roles are written as text (see :func:`_render_role`): ``{math}`` as
+      ``$...$`` for MathJax, ``{cite}`` as ``[key]``, ``{ref}``/``{numref}``/``{doc}`` as
+      their text or the heading/figure number they point to; the ``{math}`` directive
+      becomes ``$$...$$``, admonitions a quote with their title, any other directive its
+      content; ``(label)=`` targets and ``%`` comments are dropped.
+
+    A glue role or figure whose key was never glued is left as written."""
+    import copy
+
+    nb = copy.deepcopy(notebook)
+    glued = {}
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            scrap = output.get("metadata", {}).get("scrapbook", {})
+            if scrap.get("name"):  # its mime bundle without the prefix of an undisplayed glue
+                cut = len(scrap.get("mime_prefix") or "")
+                glued[scrap["name"]] = {k[cut:]: v for k, v in output.get("data", {}).items()}
+    labels: dict[str, str] = {}
+    number = 0
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = _source(cell)
+        for m in re.finditer(r"^\(([^()\s]+)\)=[ \t]*\n+#+[ \t]+([^\n]+)", text, re.MULTILINE):
+            labels[m.group(1)] = m.group(2).strip()
+        for m in _GLUE_FIGURE.finditer(text):
+            number += 1
+            name = re.search(r"^:name:[ \t]*(\S+)", m.group(0), re.MULTILINE)
+            if name:
+                labels[name.group(1)] = f"Fig. {number}"
+    placed: set[str] = set()
+    number = 0
+
+    def figure(m: re.Match) -> str:
+        nonlocal number
+        number += 1
+        caption = f"**Fig. {number}.** {m.group(3).strip()}".rstrip()
+        uri = _image_uri(glued[m.group(2)]) if m.group(2) in glued else None
+        if uri is None:
+            return m.group(0) if m.group(2) not in glued else caption + "\n"
+        placed.add(m.group(2))
+        return f"![Fig. {number}]({uri})\n\n{caption}\n"
+
+    def directive(m: re.Match) -> str:
+        name, arg, body = m.group(2), m.group(3).strip(), m.group(5).rstrip("\n")
+        if name == "math":
+            return f"$$\n{body}\n$$\n"
+        if name in _ADMONITIONS:
+            title = arg if name == "admonition" else f"{name.capitalize()}{': ' + arg if arg else ''}"
+            return "\n".join(f"> {line}".rstrip() for line in [f"**{title}**", "", *body.splitlines()]) + "\n"
+        return body + "\n"
+
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            cell["source"] = _GLUE_FIGURE.sub(figure, _source(cell))
+    render_glue(nb)
+    cells = []
+    for cell in nb["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & _DROP_CELL:
+            continue
+        if cell["cell_type"] == "markdown":
+            text = _COMMENT.sub("", _TARGET.sub("", _source(cell)))
+            for _ in range(5):  # nested directives, outermost first
+                text, n = _DIRECTIVE.subn(lambda m: m.group(0) if m.group(2).startswith("glue") else directive(m),
+                                          text)
+                if not n:
+                    break
+            cell["source"] = _ROLE.sub(lambda m: m.group(0) if m.group(1).startswith("glue")
+                                       else _render_role(m.group(1), m.group(2), labels), text)
+        if cell["cell_type"] != "code":
+            cells.append(cell)
+            continue
+        if tags & _DROP_INPUT:
+            cell.setdefault("metadata", {})["transient"] = {"remove_source": True}
+        if tags & _DROP_OUTPUT:
+            cell["outputs"] = []
+        cell["outputs"] = [
+            o for o in cell.get("outputs", [])
+            if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
+                    and (not keep_stderr or tags & _DROP_STDERR))
+            and not o.get("metadata", {}).get("scrapbook", {}).get("mime_prefix")
+            and o.get("metadata", {}).get("scrapbook", {}).get("name") not in placed]
+        if cell["outputs"] or not tags & _DROP_INPUT:  # nothing left to show: no empty box
+            cells.append(cell)
+    nb["cells"] = cells
+    return nb
+
+
+def notebook_html(notebook: dict, title: Optional[str] = None) -> str:
+    """A standalone HTML page (nbconvert's ``HTMLExporter``, its ``lab`` template;
+    figures embedded as data URIs) of ``notebook`` (nbformat JSON) as the book shows it:
+    see :func:`book_page` for the cells, inputs and outputs dropped and the roles and
+    directives rendered. ``title`` is the page's title (default the notebook's first
+    ``# `` heading)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise ValueError("notebook_html needs a notebook as nbformat JSON (a dict with a 'cells' list), "
+                         f"got {type(notebook).__name__}")
+    page = book_page(notebook)
+    if title is None:
+        heads = [ln[2:].strip() for c in page["cells"] if c["cell_type"] == "markdown"
+                 for ln in _source(c).splitlines() if ln.startswith("# ")]
+        title = heads[0] if heads else "notebook"
+    node = nbformat.reads(json.dumps(page), as_version=4)  # multi-line strings stored as lists joined
+    body, _ = HTMLExporter().from_notebook_node(node, resources={"metadata": {"name": title}})
+    return body
 
 
 def _one_line(err: BaseException) -> str:
@@ -504,7 +694,8 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     top, its sweeps sent to the Dask ``scheduler`` if one is given. Everything is
     validated first; nothing runs or is written if it fails. Returns the executed
     notebook's path (default ``<name>.ipynb`` in the working directory); with ``html``
-    also writes the HTML beside it.
+    also writes beside it ``<name>.html``, a standalone page as the book shows the chapter
+    (:func:`notebook_html`: hidden inputs and removed cells dropped, roles rendered).
 
     The notebook is written under a temporary name beside the output and renamed over
     it only on success: if the chapter fails, an existing output is kept, the failed
@@ -564,7 +755,8 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
             raise
         where = f"the failed notebook is {failed}" if kept else "no notebook was written"
         raise ChapterError(f"chapter {chapter.name!r} failed: {_one_line(err)}; {where}") from None
-    running.write_text(json.dumps(render_glue(json.loads(running.read_text()))))
+    executed = running.read_text()
+    running.write_text(json.dumps(render_glue(json.loads(executed))))
     os.replace(running, output)
     from .store import StoreError  # here: it imports torch
 
@@ -573,10 +765,10 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     except (OSError, StoreError) as err:
         raise ChapterError(f"the notebook {output} was written, but the record of the runs it used "
                            f"was not: {err}") from None
-    if html:  # a standalone page: nbconvert embeds the figures as data URIs
-        done = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(output)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise ChapterError(f"the notebook {output} was written, but its HTML was not: "
-                               f"{(done.stderr.strip().splitlines() or ['nbconvert failed'])[-1]}")
+    if html:  # a standalone page as the book shows it: figures embedded as data URIs
+        page = output.with_suffix(".html")
+        try:
+            page.write_text(notebook_html(json.loads(executed), title=chapter.title))
+        except Exception as err:  # nbconvert's errors have no common base
+            raise ChapterError(f"the notebook {output} was written, but its HTML was not: {_one_line(err)}") from None
     return output
