@@ -55,6 +55,7 @@ from . import settings
 from .config import RunConfig
 from .trainer import METRICS, Run, TrainState, default_device, snapshot_schedule
 from .progress import Progress, announce, relay_warning
+from .run import check_writer
 from .training import fit
 
 _DIGEST = 32  # bytes of SHA-256 appended to every stored payload
@@ -579,14 +580,28 @@ class RunStore:
             _warn(f"checkpoint of run {self.key(config)} at step {state.step} not written ({err}); "
                   "training goes on", StoreWarning, stacklevel=2)
 
-    def get_or_train(self, config: RunConfig, **fit_kwargs: Any) -> Run:
+    def get_or_train(self, config: RunConfig, *, writer: Any = None, **fit_kwargs: Any) -> Run:
         """The run of ``config``: loaded if stored, else trained (resuming from its
         checkpoint if there is one) and stored. Concurrent callers for the same config
         wait for one another: the run is trained once. ``StoreError`` before training
-        if the disk cannot hold the result."""
+        if the disk cannot hold the result.
+
+        ``writer``: a TensorBoard writer (``add_scalar(tag, value, global_step)``, e.g.
+        ``torch.utils.tensorboard.SummaryWriter``). The run, loaded or trained, is written
+        to it once it is there, the same scalars either way (see
+        :meth:`~grokbook.run.Run.write_scalars`: ``train/<metric>`` per step, ``val/loss``,
+        ``val/acc``); nothing stored changes. TypeError, before anything, if it has no
+        ``add_scalar``."""
         if "device" in fit_kwargs:
             raise TypeError("get_or_train() takes no device: a store trains on its own, RunStore(device=...)")
+        check_writer(writer)
+        run = self._get_or_train(config, **fit_kwargs)
+        if writer is not None:
+            run.write_scalars(writer)
+        return run
 
+    def _get_or_train(self, config: RunConfig, **fit_kwargs: Any) -> Run:
+        """:meth:`get_or_train` without its writer."""
         run = self.load(config)
         announce([config], [] if run is not None else [[config]], self)
         if run is not None:
@@ -718,9 +733,11 @@ class RunStore:
         return json.loads(_read_regular(path)) if os.path.lexists(path) else None
 
 
-def train(config: RunConfig, store: Optional[RunStore] = None, **kwargs: Any) -> Run:
+def train(config: RunConfig, store: Optional[RunStore] = None, *, writer: Any = None, **kwargs: Any) -> Run:
     """Train ``config``; with a :class:`RunStore`, fetch it from the store or train and
-    store it (resuming from a checkpoint if one is there)."""
+    store it (resuming from a checkpoint if one is there). ``writer``: a TensorBoard
+    writer the finished run is written to, loaded or trained (see
+    :meth:`RunStore.get_or_train`, :func:`~grokbook.training.fit`)."""
     if store is not None:
-        return store.get_or_train(config, **kwargs)
-    return fit(config, **kwargs)
+        return store.get_or_train(config, writer=writer, **kwargs)
+    return fit(config, writer=writer, **kwargs)

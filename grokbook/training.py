@@ -7,19 +7,21 @@ an ensemble of any size, so the store keeps one run per configuration whoever tr
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .config import RunConfig
+from .run import check_writer
 from .trainer import Run, TrainState, train_core
 
 
 def fit(config: RunConfig, *, state: Optional[TrainState] = None,
         checkpoint: Optional[Callable[[TrainState], None]] = None,
         checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0,
-        progress: Optional[bool] = None, device: Optional[torch.device | str] = None) -> Run:
+        progress: Optional[bool] = None, device: Optional[torch.device | str] = None,
+        writer: Any = None) -> Run:
     """Train ``config`` from scratch, or from ``state``, and return the :class:`Run`.
 
     ``checkpoint(state)`` is called after every ``checkpoint_every_s`` seconds of
@@ -27,8 +29,18 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
     ``checkpoint_every_steps`` (0: never), and on SIGINT or SIGTERM, after which
     :class:`~grokbook.trainer.TrainingInterrupted` is raised. ``progress``: a tqdm bar;
     None shows it only on a terminal. ``device``: CUDA when available by default.
+
+    ``writer``: a TensorBoard writer (anything with ``add_scalar(tag, value,
+    global_step)``, e.g. ``torch.utils.tensorboard.SummaryWriter``). The run's curves are
+    written to it once the run is finished, not while it trains (the training loop is
+    left as fast as without): every per-step metric as ``train/<name>`` at its step and
+    validation as ``val/loss``, ``val/acc`` (:meth:`~grokbook.run.Run.write_scalars`).
+    An interrupted run writes nothing. TypeError, before training, if ``writer`` has no
+    ``add_scalar``.
     """
     from tqdm import tqdm
+
+    check_writer(writer)
 
     bar = tqdm(total=config.steps, initial=state.step if state else 0, leave=False,
                disable=None if progress is None else not progress,
@@ -45,6 +57,8 @@ def fit(config: RunConfig, *, state: Optional[TrainState] = None,
                             progress=show, device=device)
     finally:
         bar.close()
+    if writer is not None:
+        run.write_scalars(writer)
     return run
 
 
