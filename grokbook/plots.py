@@ -109,6 +109,16 @@ def publish(fig: plt.Figure, name: str) -> None:
     plt.close(fig)
 
 
+def show_note(text: str) -> None:
+    """Display ``text`` (Markdown) as the cell's output, as a note; nothing when it is
+    empty (for example :func:`grokbook.experiments.verdicts.scale_note` when the runs
+    could decide)."""
+    if text:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+
+
 def glue(name: str, value, display: bool = False):
     """``myst_nb.glue`` for the prose: numpy scalars become Python numbers first (their
     repr, ``np.float64(...)``, cannot be formatted by ``{glue:text}`name:.2f```). Under

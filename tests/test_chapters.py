@@ -64,6 +64,33 @@ def test_render_glue_writes_the_values_into_the_prose():
     assert glue_gaps({"cells": [code] + render_glue(nb)["cells"][1:]}) == {"gone", "g"}
 
 
+# what a value that was never reached or could not be measured must not read as
+_UNREAD = re.compile(r"(?i:\bnan\b|\bn/a\b|never steps|\binf\b)|\bNone\b")
+
+
+def unread_values(notebook: dict, source: str) -> list[str]:
+    """Places in the notebook's rendered prose (markdown cells and Markdown outputs) that
+    read ``nan``, ``n/a``, ``inf``, ``None`` or "never steps" where the chapter's source
+    does not: a missing value printed as a number."""
+    allowed = len(_UNREAD.findall(source))
+    found = []
+    for cell in notebook["cells"]:
+        texts = ["".join(cell["source"])] if cell["cell_type"] == "markdown" else [
+            "".join(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+        for text in texts:
+            found += [text[max(0, m.start() - 80):m.end() + 40].replace("\n", " ") for m in _UNREAD.finditer(text)]
+    return found if len(found) > allowed else []
+
+
+def test_unread_values_finds_a_nan_in_the_prose():
+    md = lambda text: {"cell_type": "markdown", "source": [text]}
+    out = {"cell_type": "code", "source": [], "outputs": [{"data": {"text/markdown": "t2 = None"}}]}
+    assert unread_values({"cells": [md("reaches 0.99 at t2 = never steps, nan times later")]}, "")
+    assert unread_values({"cells": [out]}, "")
+    assert not unread_values({"cells": [md("never within 60 steps; none of the runs; Nanda et al.")]}, "")
+    assert not unread_values({"cells": [md("a NaN in the window")]}, "a NaN in the window")
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_smoke(name, tmp_path):
     out = run_chapter(name, profile="smoke", output=tmp_path / f"{name}.ipynb")
@@ -79,6 +106,9 @@ def test_chapter_smoke(name, tmp_path):
     # and its prose reads as prose: every glue role and figure rendered
     raw = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "{glue" in "".join(c["source"])]
     assert not raw, "".join(raw[0]["source"])[:300]
+    # and a value the runs never reached reads as such, not as "nan" or "never steps"
+    unread = unread_values(nb, find_chapters()[name].path.read_text())
+    assert not unread, f"{name}: {unread[:5]}"
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -81,5 +81,8 @@ def test_grokbook_run_shows_the_notices_and_keeps_them_out_of_the_notebook(tmp_p
     lines = notices(capfd.readouterr().err)
     n = 6  # chapter 1's three seeds and their three controls
     assert all(lines[i].startswith(f"run {i + 1}/{n} to train: p=7 ") and "steps=60" in lines[i] for i in range(n))
-    assert 0 < seconds(lines[n]) < math.inf and lines[n + 1].startswith(f"trained {n} runs in ")
+    # periodic "trained k/n runs, about ... left" notices come in between on a slow or busy
+    # machine: how many depends on its speed, so they are skipped, not counted
+    after = [line for line in lines[n + 1:] if not re.match(rf"trained \d+/{n} runs, about ", line)]
+    assert 0 < seconds(lines[n]) < math.inf and after[0].startswith(f"trained {n} runs in ")
     assert "grokbook: run" not in json.dumps(json.loads(out.read_text()))

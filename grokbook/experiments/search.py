@@ -112,3 +112,40 @@ def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str
                                 sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
     study.optimize(objective, n_trials=n, catch=())
     return SearchResult(steps, pruned, value, budget)
+
+
+# ---------------------------------------------------------------------------------------
+# The chapter's sentences and verdict
+# ---------------------------------------------------------------------------------------
+
+#: ``(estimate, low, high)``: a share and its 95% bootstrap interval over trials (NaN:
+#: not measurable).
+Share = Sequence[float]
+
+
+def share_text(share: Share, missing: str = "not measurable") -> str:
+    """``"84% [51%, 100%]"``; ``missing`` when the share could not be measured."""
+    from .prose import estimate_text
+
+    return estimate_text(*share, spec=".0%", missing=missing)
+
+
+def pruner_sentence(name: str, kept: Share, compute: Share) -> str:
+    """What one search did: the share of the grokking trials it trained to the end
+    (``kept``) for its share of the unpruned search's compute (``compute``)."""
+    spent = share_text(compute)
+    if not np.isfinite(float(kept[0])):
+        return f"{name} spends {spent} of the compute, with no grokking trial to keep or stop"
+    return f"{name} keeps {share_text(kept)} of the grokkers for {spent} of the compute"
+
+
+def search_verdict(kept: Share, compute: Share, goal_kept: float, goal_compute: float) -> str:
+    """The chapter's goal for the grokking pruner: keep at least ``goal_kept`` of the
+    grokking trials for at most ``goal_compute`` of the compute (point estimates)."""
+    k, c = float(kept[0]), float(compute[0])
+    if not np.isfinite(k):
+        return "not measurable: no trial grokked"
+    if k >= goal_kept and c <= goal_compute:
+        return f"goal met: the grokking pruner keeps {k:.0%} of the grokkers for {c:.0%} of the compute"
+    return (f"goal not met: the grokking pruner keeps {k:.0%} of the grokkers (goal {goal_kept:.0%}) for "
+            f"{c:.0%} of the compute (goal at most {goal_compute:.0%})")

@@ -122,3 +122,26 @@ def from_interval(estimate: float, low: float, high: float, null: float, *,
     if expected == "either" or (above and expected == "above") or (below and expected == "below"):
         return Verdict("reproduced", text)
     return Verdict("reversed", text + ": on the other side")
+
+
+def too_small(n_fit: int, n_runs: int, steps: int, *, fitted: str = "fits its training set") -> Verdict | None:
+    """"Not testable" when none of the ``n_runs`` runs under test reached the event every
+    test of the chapter is about (by default: fitting the training set, ``t2``) within its
+    ``steps`` steps: the profile is too small to decide anything. None when at least one
+    run did (the chapter's own rules decide)."""
+    _count("n_fit", n_fit, n_runs)
+    if n_runs >= 1 and n_fit == 0:
+        return not_testable(f"none of the {n_runs} runs {fitted} within its {steps} steps: "
+                            "this profile is too small to decide")
+    return None
+
+
+def scale_note(n_fit: int, n_runs: int, steps: int, *, fitted: str = "fits its training set") -> str:
+    """The sentence a chapter shows at its top when :func:`too_small` holds (Markdown),
+    else ``""``."""
+    small = too_small(n_fit, n_runs, steps, fitted=fitted)
+    if small is None:
+        return ""
+    return (f"**Too small to decide.** With these parameters none of the {n_runs} runs {fitted} "
+            f"within its {steps} steps, so every verdict below is *not testable*; the figures "
+            "show what the runs did.")
