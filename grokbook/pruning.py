@@ -14,6 +14,12 @@ steps of its training loss instead, with a :class:`~grokbook.predict.GrokPredict
         return validation_accuracy()
 
     study = optuna.create_study(direction="maximize", pruner=GrokkingPruner())
+
+README.md's section "Pruning an Optuna search with your own training loop" (under
+"Predicting grokking for your own runs") walks through it step by step: reporting every
+step or every N steps, the window, diverged and never-fitting trials, the budget
+warning, the threshold, and fitting a predictor on your own runs;
+``tests/test_pruner_walkthrough.py`` runs its code.
 """
 
 from __future__ import annotations
