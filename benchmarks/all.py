@@ -34,10 +34,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", default="", help="a git commit for the sweep benchmark to time against")
     args = ap.parse_args()
-    runs = [["trainer_speed.py", "--steps-scale", "0.5"],
+    runs = [["trainer_speed.py", "--steps-scale", "0.5", "--repeats", "2"],
             ["sweep_speed.py", "--steps", "100", "--repeats", "1"]
             + (["--baseline", args.baseline] if args.baseline else []),
-            ["landscape_speed.py", "--steps", "50", "--tol", "1e-3"]]
+            ["landscape_speed.py", "--steps", "50", "--tol", "1e-3"],
+            ["two_cores.py", "--steps", "300", "--runs", "2", "--repeats", "1"]]
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "table.tsv"
         env = {**os.environ, "GROKBOOK_BENCH_TABLE": str(table), "GROKBOOK_HOME": str(Path(tmp) / "store")}
