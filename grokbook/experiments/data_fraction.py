@@ -20,6 +20,7 @@ import numpy as np
 from ..phases import PowerLawFit, censored_spearman, fit_power_law, fraction_table, is_grokking, run_phase_times
 from .parameters import ChapterParameters
 from .thresholds import for_chapter
+from .prose import at_step, number_text
 from .verdicts import Verdict
 
 _TH = for_chapter("10_data_fraction")
@@ -283,7 +284,7 @@ def verdict(res: Result) -> Verdict:
                  if grok_fractions else f"at no fraction does a majority of seeds grok (t4 >= {prm.min_ratio:g} t2)")
     control_gen, control_grok = int(control.t4.notna().sum()), int(control.groks.sum())
     control_fails = control_gen < n_seeds and control_grok <= n_seeds / 2
-    evidence = (f"rank correlation of r and t4 rho = {rho:.2f}, {gen_hi}/{n_seeds} seeds generalize "
+    evidence = (f"rank correlation of r and t4 rho = {number_text(rho, '.2f', 'not measurable')}, {gen_hi}/{n_seeds} seeds generalize "
                 f"at r = {r_hi:g}, {grok_text}, a memorization plateau (t3 >= {prm.plateau_ratio:g} t2) in "
                 f"{n_plateau}/{n_gen_runs} runs that generalize; the control (weight decay {prm.control_weight_decay:g}, "
                 f"r = {r_hi:g}): {control_gen}/{n_seeds} generalize, {control_grok}/{n_seeds} grok"
@@ -321,6 +322,33 @@ def glued(res: Result) -> dict[str, Any]:
     table = res.fractions
     full = table[table.generalized.map(lambda g: g.split("/")[0] == g.split("/")[1])]
     nan = float("nan")
+    t2_lo, t2_hi = df[df.r == r_lo].t2.median(), at_hi.t2.median()
+    med_step = lambda t: at_step(None if not np.isfinite(t) else int(round(t)), prm.steps)  # noqa: E731
+    t3_over_t2 = float((generalized.t3 / generalized.t2).median()) if len(generalized) else nan
+    if np.isfinite(t2_lo) and np.isfinite(t2_hi):
+        t2_text = (f"The median memorization time $t_2$ is {t2_lo:.0f} steps at the smallest fraction and "
+                   f"{t2_hi:.0f} at the largest: fewer examples are "
+                   + ("no slower to memorize." if t2_lo <= 1.1 * t2_hi else "slower to memorize."))
+    else:
+        t2_text = (f"The median memorization time $t_2$ is {med_step(t2_lo)} at the smallest fraction and "
+                   f"{med_step(t2_hi)} at the largest.")
+    plateau_text = (f"{int(generalized.plateau.sum())} of the {len(generalized)} runs that generalized have one "
+                    f"(median $t_3 / t_2$ = {number_text(t3_over_t2, '.1f')})." if len(generalized) else
+                    "No run generalized, so none has a plateau to measure.")
+    hi_t4 = at_hi.t4.median() if at_hi.t4.notna().all() else nan
+    hi_text = (f"At the largest fraction, $r$ = {r_hi:g}, the median run "
+               + (f"memorizes by step {t2_hi:.0f}" if np.isfinite(t2_hi) else
+                  f"does not memorize within {prm.steps} steps")
+               + (f" and generalizes at step {hi_t4:.0f}." if np.isfinite(hi_t4) else
+                  " and not every seed generalizes within the budget."))
+    if len(full) >= 2:
+        lo_full, growth = full.index.min(), full.loc[full.index.min(), "median t4"] / full.loc[full.index.max(), "median t4"]
+        full_text = (f"At the smallest fraction where every seed generalized, $r$ = {lo_full:g}, the median $t_4$ is "
+                     f"{full.loc[lo_full, 'median t4']:.0f}, {growth:.1f} times longer than at the largest such "
+                     "fraction.")
+    else:
+        full_text = (f"Every seed generalized at {len(full)} of the fractions: too few to compare the time to "
+                     "generalize across fractions.")
     out: dict[str, Any] = dict(
         n_params=runs[0].snapshots.shape[1], model_text=model_text(prm), control_wd=prm.control_weight_decay,
         task_text="composition in S5" if prm.task == "s5" else f"{OPS.get(prm.task, prm.task)} mod {prm.p}",
@@ -328,19 +356,17 @@ def glued(res: Result) -> dict[str, Any]:
         reach=prm.reach, min_ratio=prm.min_ratio, level_pct=round(100 * prm.level), n_boot=prm.n_boot,
         n_fractions=len(prm.r_grid), r_min=r_lo, r_max=r_hi, n_seeds=len(prm.seeds), n_runs=len(df),
         sweep_s=res.sweep.seconds + res.control.seconds, n_censored=int(df.censored.sum()),
-        n_diverged=int(df.diverged.sum()), t2_hi=at_hi.t2.median(),
-        val_t2_lo=100 * val_at_t2[df.r == r_lo].median(), val_t2_hi=100 * val_at_t2[df.r == r_hi].median(),
-        n_plateau=int(generalized.plateau.sum()), n_gen_runs=len(generalized),
-        t3_over_t2=float((generalized.t3 / generalized.t2).median()), leave=prm.leave,
-        plateau_ratio=prm.plateau_ratio, t2_lo=df[df.r == r_lo].t2.median(),
+        n_diverged=int(df.diverged.sum()), t2_text=t2_text, t2_lo_at=med_step(t2_lo), t2_hi_at=med_step(t2_hi),
+        val_t2_lo=number_text(100 * val_at_t2[df.r == r_lo].median(), ".0f", "not measurable (no run fitted)", "%"),
+        val_t2_hi=number_text(100 * val_at_t2[df.r == r_hi].median(), ".0f", "not measurable (no run fitted)", "%"),
+        n_plateau=int(generalized.plateau.sum()), n_gen_runs=len(generalized), plateau_text=plateau_text,
+        leave=prm.leave, plateau_ratio=prm.plateau_ratio, hi_text=hi_text, full_text=full_text,
         t4_hi=int(round(at_hi.t4.median())) if at_hi.t4.notna().all() else "never (censored)", r_hi=r_hi,
-        r_lo_full=full.index.min() if len(full) >= 2 else nan,
-        t4_lo_full=full.loc[full.index.min(), "median t4"] if len(full) >= 2 else nan,
-        t4_growth=(full.loc[full.index.min(), "median t4"] / full.loc[full.index.max(), "median t4"]
-                   if len(full) >= 2 else nan),
         local_trend=local_trend(table),
-        censored_r=", ".join(f"{x:g}" for x in sorted(df[df.censored].r.unique())) or "none", rho=res.rho,
-        ratio_hi=(at_hi.t4 / at_hi.t2).median(), n_grok=int(df.groks.sum()), n_gen=int(df.t4.notna().sum()),
+        censored_r=", ".join(f"{x:g}" for x in sorted(df[df.censored].r.unique())) or "none",
+        rho=number_text(res.rho, ".2f", "not measurable"),
+        ratio_hi=number_text((at_hi.t4 / at_hi.t2).median(), ".1f",
+                             "not measurable (its runs did not both memorize and generalize)"), n_grok=int(df.groks.sum()), n_gen=int(df.t4.notna().sum()),
         grok_fractions=", ".join(f"{x:g}" for x in res.grok_fractions) or "none of the fractions",
         fit_main=fmt_fit(fit, res.sweep.fit_error), fit_other=fmt_fit(fit_other, res.sweep.fit_other_error),
         censoring=prm.censoring, n_observed_fractions=int(df[df.t4.notna()].r.nunique()),
@@ -349,8 +375,8 @@ def glued(res: Result) -> dict[str, Any]:
         paper_gamma=paper_gamma if paper_gamma is not None else "not reported for this task",
         gamma=fit.gamma if fit is not None else nan, gamma_lo=fit.gamma_ci[0] if fit is not None else nan,
         gamma_hi=fit.gamma_ci[1] if fit is not None else nan,
-        paper_factor=2 ** paper_gamma if paper_gamma is not None else nan,
-        our_factor=2 ** fit.gamma if fit is not None else nan,
+        paper_factor=number_text(2 ** paper_gamma if paper_gamma is not None else None, ".0f", "not reported"),
+        our_factor=number_text(2 ** fit.gamma if fit is not None else None, ".1f", "not measurable (no fit)"),
         s5_text=(fmt_fit(res.s5.fit, res.s5.fit_error) if res.s5 is not None else
                  "not run in this profile (s5_r_grid is empty: composition in S5 has 14,400 pairs, too many for the CPU budget)"))
     return out
