@@ -277,3 +277,12 @@ def test_outcome_shares_counts_and_wilson_intervals():
     assert t.loc[(3e-3, 1.0), "p_grok"] == 0.0
     assert (t.loc[(1e-3, 0.0), ["p_grok_lo", "p_grok_hi"]].tolist()
             == pytest.approx(list(wilson_interval(1, 2))))
+
+
+def test_too_few_runs_at_its_edges():
+    from grokbook.experiments.central import MIN_PER_OUTCOME, too_few_runs
+
+    assert too_few_runs(MIN_PER_OUTCOME, MIN_PER_OUTCOME, 5, 5) == ""
+    assert "9 grokking and 10 memorizing runs" in too_few_runs(MIN_PER_OUTCOME - 1, MIN_PER_OUTCOME, 5, 5)
+    assert too_few_runs(10, MIN_PER_OUTCOME - 1, 5, 5)
+    assert "5 configurations to hold out" in too_few_runs(50, 50, 4, 5)

@@ -455,3 +455,19 @@ def outcome_shares(records, level: float = 0.95):
         rows.append(dict(lr=lr, weight_decay=wd, r=r, runs=n, groks=k_grok, generalizes=k_gen,
                          p_grok=k_grok / n, p_grok_lo=gl, p_grok_hi=gh, p_gen=k_gen / n, p_gen_lo=nl, p_gen_hi=nh))
     return pd.DataFrame(rows)
+
+
+#: The fewest runs of each outcome (grokking, memorizing) on which the chapter's primary
+#: tests decide: with 10 of each an AUC's 95% interval is about +-0.25 wide, so a sweep
+#: with fewer can only print intervals that decide nothing.
+MIN_PER_OUTCOME = 10
+
+
+def too_few_runs(n_grok: int, n_mem: int, n_configs: int, n_folds: int) -> str:
+    """Why the sweep is too small for the primary tests (``""`` when it is not): fewer
+    than :data:`MIN_PER_OUTCOME` grokking or memorizing runs, or fewer configurations
+    than folds to hold out."""
+    if min(n_grok, n_mem) >= MIN_PER_OUTCOME and n_configs >= n_folds:
+        return ""
+    return (f"{n_grok} grokking and {n_mem} memorizing runs from {n_configs} configurations: the primary tests "
+            f"need at least {MIN_PER_OUTCOME} of each outcome and {n_folds} configurations to hold out")
