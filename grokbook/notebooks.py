@@ -639,6 +639,23 @@ RELAYED_WARNINGS: set[str] = set()
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def _kernel_manager(log: Path) -> type:
+    """jupyter_client's AsyncKernelManager (what nbclient uses), with the kernel process's
+    own stderr sent to the file ``log`` instead of the terminal: ipykernel writes its log
+    there (a ZMQ traceback when the kernel is stopped in the middle of a reply, as on
+    Ctrl-C), which the chapter's output never holds; notices and warnings reach the
+    terminal through ``$GROKBOOK_PROGRESS`` and the chapter's errors through the notebook."""
+    from jupyter_client import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            with open(log, "ab") as err:  # the kernel keeps its own copy of the descriptor
+                kw.setdefault("stderr", err)
+                await super()._async_start_kernel(**kw)
+
+    return QuietKernelManager
+
+
 @contextlib.contextmanager
 def _relay(path: Path, every_s: float = 0.2) -> Any:
     """Copy the lines appended to ``path`` to stderr as they come (every ``every_s``
@@ -745,7 +762,8 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
                           GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices):
                 papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
                                            kernel_name="python3", progress_bar=sys.stderr.isatty(),
-                                           log_output=log_output, extra_arguments=KERNEL_ARGUMENTS)
+                                           log_output=log_output, extra_arguments=KERNEL_ARGUMENTS,
+                                           kernel_manager_class=_kernel_manager(Path(tmp) / "kernel.log"))
             used_lines = used.read_text().splitlines() if used.exists() else []
     except BaseException as err:
         kept = running.exists()

@@ -478,3 +478,28 @@ def test_runs_refuses_a_bad_filter_in_one_line(argv, message, capsys):
     assert main(["runs", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"grokbook: error: {message}") and err.count("\n") == 1, err
+
+
+def test_a_real_ctrl_c_during_training_prints_one_line(tmp_path):
+    """SIGINT to the command's process group while the kernel trains (what a terminal's
+    Ctrl-C does): exit 130 and one line, no traceback from the kernel (its own stderr goes
+    to a log, notebooks._kernel_manager). Synchronised on the notice that training starts."""
+    import signal
+
+    env = dict(os.environ, GROKBOOK_HOME=str(tmp_path / "store"))
+    proc = subprocess.Popen([sys.executable, "-m", "grokbook", "run", "grokking", "--profile", "smoke",
+                             "-p", "steps", "400", "-o", str(tmp_path / "out.ipynb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    for line in proc.stderr:
+        if "training takes about" in line:
+            break
+    else:
+        raise AssertionError("training never started: " + proc.stdout.read())
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read().strip().splitlines()
+    # a periodic progress notice may come between the signal and the stop on a busy machine
+    rest = [line for line in rest if not line.startswith("grokbook: trained ")]
+    assert proc.wait(timeout=300) == 130, rest
+    assert len(rest) == 1 and rest[0].startswith("grokbook: interrupted.") and "resumes" in rest[0], rest
+    assert not (tmp_path / "out.ipynb").exists()
