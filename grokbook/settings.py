@@ -1,22 +1,25 @@
 """Every environment variable grokbook reads, in one place.
 
-========================  ===============================================================
-variable                  meaning
-========================  ===============================================================
-``GROKBOOK_HOME``         the run store's directory (default: the platform's user cache
-                          directory); a relative path is taken from the current directory
-``GROKBOOK_DEVICE``       ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for training (default:
-                          CUDA, then MPS, then the CPU, whichever is available first)
-``GROKBOOK_FIGURES``      a directory: every chapter figure is also written there as PNG
-``GROKBOOK_SHOW_FIGURES`` set: a figure is shown where it is made (``grokbook run``, whose
-                          executed notebook has no book to place it)
-``GROKBOOK_PROGRESS``     set and not ``0``: training notices on stderr, or appended to the
-                          file it names when it is an absolute path (``grokbook run`` sets
-                          it for its kernel and the sweep's workers)
-``GROKBOOK_SCHEDULER``    a dask scheduler address: sweeps train there
-``GROKBOOK_RUNS_LOG``     a file: every run the store hands out is appended to it as a
-                          JSON line (``grokbook run`` learns which runs a chapter used)
-========================  ===============================================================
+``GROKBOOK_HOME``
+    the run store's directory (default: the platform's user cache directory); a
+    relative path is taken from the current directory
+``GROKBOOK_DEVICE``
+    ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for training (default: CUDA, then MPS, then
+    the CPU, whichever is available first)
+``GROKBOOK_FIGURES``
+    a directory: every chapter figure is also written there as PNG
+``GROKBOOK_SHOW_FIGURES``
+    set: a figure is shown where it is made (``grokbook run``, whose executed notebook
+    has no book to place it)
+``GROKBOOK_PROGRESS``
+    set and not ``0``: training notices on stderr, or appended to the file it names when
+    it is an absolute path (``grokbook run`` sets it for its kernel and the sweep's
+    workers)
+``GROKBOOK_SCHEDULER``
+    a dask scheduler address: sweeps train there
+``GROKBOOK_RUNS_LOG``
+    a file: every run the store hands out is appended to it as a JSON line (``grokbook
+    run`` learns which runs a chapter used)
 
 The ``grokbook`` command sets some of them for the kernels and worker processes it
 starts, which inherit the environment. Values are read when asked for, never cached.
