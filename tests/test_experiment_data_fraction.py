@@ -147,6 +147,9 @@ def test_measure_at_a_tiny_size():
     assert (res.df.steps_run == 30).all()
     values = exp.glued(res)
     assert values["n_runs"] == 4 and values["n_pairs"] == 49
+    # glued text is printed as it is ({glue:text}): TeX would show raw, a missing value as nan
+    texts = {k: v for k, v in values.items() if isinstance(v, str)}
+    assert not [k for k, v in texts.items() if "$" in v or "nan" in v.split()], texts
     assert exp.verdict(res).word in ("reproduced", "partly reproduced", "not reproduced")
     for plot in (exp.plot_curves, exp.plot_times, exp.plot_gap, exp.plot_gamma):
         assert plot(res) is not None

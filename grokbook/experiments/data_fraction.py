@@ -326,24 +326,24 @@ def glued(res: Result) -> dict[str, Any]:
     med_step = lambda t: at_step(None if not np.isfinite(t) else int(round(t)), prm.steps)  # noqa: E731
     t3_over_t2 = float((generalized.t3 / generalized.t2).median()) if len(generalized) else nan
     if np.isfinite(t2_lo) and np.isfinite(t2_hi):
-        t2_text = (f"The median memorization time $t_2$ is {t2_lo:.0f} steps at the smallest fraction and "
+        t2_text = (f"The median memorization time t₂ is {t2_lo:.0f} steps at the smallest fraction and "
                    f"{t2_hi:.0f} at the largest: fewer examples are "
                    + ("no slower to memorize." if t2_lo <= 1.1 * t2_hi else "slower to memorize."))
     else:
-        t2_text = (f"The median memorization time $t_2$ is {med_step(t2_lo)} at the smallest fraction and "
+        t2_text = (f"The median memorization time t₂ is {med_step(t2_lo)} at the smallest fraction and "
                    f"{med_step(t2_hi)} at the largest.")
     plateau_text = (f"{int(generalized.plateau.sum())} of the {len(generalized)} runs that generalized have one "
-                    f"(median $t_3 / t_2$ = {number_text(t3_over_t2, '.1f')})." if len(generalized) else
+                    f"(median t₃ / t₂ = {number_text(t3_over_t2, '.1f')})." if len(generalized) else
                     "No run generalized, so none has a plateau to measure.")
     hi_t4 = at_hi.t4.median() if at_hi.t4.notna().all() else nan
-    hi_text = (f"At the largest fraction, $r$ = {r_hi:g}, the median run "
+    hi_text = (f"At the largest fraction, r = {r_hi:g}, the median run "
                + (f"memorizes by step {t2_hi:.0f}" if np.isfinite(t2_hi) else
                   f"does not memorize within {prm.steps} steps")
                + (f" and generalizes at step {hi_t4:.0f}." if np.isfinite(hi_t4) else
                   " and not every seed generalizes within the budget."))
     if len(full) >= 2:
         lo_full, growth = full.index.min(), full.loc[full.index.min(), "median t4"] / full.loc[full.index.max(), "median t4"]
-        full_text = (f"At the smallest fraction where every seed generalized, $r$ = {lo_full:g}, the median $t_4$ is "
+        full_text = (f"At the smallest fraction where every seed generalized, r = {lo_full:g}, the median t₄ is "
                      f"{full.loc[lo_full, 'median t4']:.0f}, {growth:.1f} times longer than at the largest such "
                      "fraction.")
     else:

@@ -33,13 +33,13 @@ def phase_paragraph(times: PhaseTimes, steps: int, reach: float, final_val: floa
     (by more than 1%) between t2 and t3 (or the end), the fall "by orders of magnitude"
     only when it falls at least a hundredfold after its peak."""
     t2, t3, t4 = times.t2, times.t3, times.t4
-    out = [f"Training accuracy reaches {reach:g} at $t_2$ = {t2} steps" if t2 is not None
+    out = [f"Training accuracy reaches {reach:g} at t₂ = {t2} steps" if t2 is not None
            else f"Training accuracy never reaches {reach:g} within the run's {steps} steps"]
-    leave = (f"validation accuracy leaves chance at $t_3$ = {t3}" if t3 is not None
+    leave = (f"validation accuracy leaves chance at t₃ = {t3}" if t3 is not None
              else "validation accuracy never leaves chance")
     if t4 is not None:
-        later = f", {t4 / max(t2, 1):.1f} times later than $t_2$" if t2 is not None else ""
-        out.append(f"; {leave} and reaches {reach:g} at $t_4$ = {t4} steps{later}.")
+        later = f", {t4 / max(t2, 1):.1f} times later than t₂" if t2 is not None else ""
+        out.append(f"; {leave} and reaches {reach:g} at t₄ = {t4} steps{later}.")
     else:
         out.append(f"; {leave} and never reaches {reach:g} within {steps} steps.")
     out.append(f" At the end of the run the validation accuracy is {100 * final_val:.1f}% "
@@ -49,7 +49,7 @@ def phase_paragraph(times: PhaseTimes, steps: int, reach: float, final_val: floa
         at_t2 = vl[np.searchsorted(vs, t2, side="right") - 1] if vs[0] <= t2 else vl[0]
         window = vl[(vs >= t2) & (vs <= (t3 if t3 is not None else vs[-1]))]
         if len(window) and window.max() > 1.01 * at_t2:
-            out.append(f" Between $t_2$ and {'$t_3$' if t3 is not None else 'the end'} the validation loss "
+            out.append(f" Between t₂ and {'t₃' if t3 is not None else 'the end'} the validation loss "
                        f"*rises*, from {at_t2:.2f} to {window.max():.2f}, while the training accuracy stays "
                        "at 100%: the network is memorizing.")
         peak = int(np.argmax(vl))
@@ -65,7 +65,7 @@ def norm_paragraph(weight_norm: Sequence[float], readout_norm: Sequence[float], 
     wn, ln = np.asarray(weight_norm, dtype=float), np.asarray(readout_norm, dtype=float)
     end = len(wn) - 1
     verb = "falls" if wn[-1] < wn[0] else "rises"
-    at_t3 = (f" to {wn[min(times.t3, end)]:.1f} when the validation accuracy leaves chance ($t_3$) and"
+    at_t3 = (f" to {wn[min(times.t3, end)]:.1f} when the validation accuracy leaves chance (t₃) and"
              if times.t3 is not None else "")
     out = f"The total norm {verb} from {wn[0]:.1f} at initialisation{at_t3} to {wn[-1]:.1f} at the end."
     peak = int(np.argmax(ln))

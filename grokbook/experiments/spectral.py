@@ -35,8 +35,8 @@ def memorizers_text(n_mem: int, whole: Interval, half: Interval, half_from: int)
         return (f"Only {n_mem} run{'s' if n_mem != 1 else ''} memorize{'s' if n_mem == 1 else ''} within the "
                 "window: too few for a rank correlation among them.")
     return (f"Among the {n_mem} runs that memorize within the window, the activity of the whole window gives "
-            f"$\\rho$ = {estimate_text(*whole)}; from step {half_from} on, after the initial fall, "
-            f"$\\rho$ = {estimate_text(*half)}.")
+            f"ρ = {estimate_text(*whole)}; from step {half_from} on, after the initial fall, "
+            f"ρ = {estimate_text(*half)}.")
 
 
 def verdict_text(raw: Interval, detrended: Interval, same_sign: float, excl_zero: float, n_mem: int,
