@@ -490,7 +490,10 @@ def test_a_real_ctrl_c_during_training_prints_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "grokbook", "run", "grokking", "--profile", "smoke",
                              "-p", "steps", "400", "-o", str(tmp_path / "out.ipynb")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # as from a terminal: a job started in the background by a
+                            # non-interactive shell (make, CI) inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:
         if "training takes about" in line:
             break
