@@ -319,13 +319,22 @@ def search_cost(passed, n, steps: int) -> float:
 def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, method: str = "highpass:0.01"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(X, ok)``: the ``(len(runs), len(names))`` features of :func:`early_features`
-    for the runs with ``n`` finite steps, NaN rows elsewhere; ``ok`` marks the former."""
-    X = np.full((len(runs), len(names)), np.nan)
-    ok = np.zeros(len(runs), dtype=bool)
-    for i, run in enumerate(runs):
-        if run.diverged_at is not None and run.diverged_at < n:
+    for the runs with ``n`` finite steps, NaN rows elsewhere; ``ok`` marks the former.
+    ``runs``: :class:`~grokbook.run.Run` objects, or a ``pandas.DataFrame`` of records
+    (:mod:`grokbook.experiments.records`), whose early windows give the same features."""
+    import pandas as pd
+
+    if isinstance(runs, pd.DataFrame):
+        from .experiments.records import early_features as features
+        items = [row for _, row in runs.iterrows()]
+    else:
+        features, items = early_features, list(runs)
+    X = np.full((len(items), len(names)), np.nan)
+    ok = np.zeros(len(items), dtype=bool)
+    for i, item in enumerate(items):
+        if pd.notna(item.diverged_at) and item.diverged_at < n:
             continue
-        f = early_features(run, n, method)
+        f = features(item, n, method)
         X[i] = [f[k] for k in names]
         ok[i] = True
     return X, ok

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grokbook import RunConfig, RunStore
-from grokbook.experiments.records import read_records
+from grokbook.experiments.records import read_records, write_records
 from grokbook.experiments.book_grid import book_sweep
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus.py"
@@ -144,3 +144,19 @@ def test_a_tiny_family_builds_and_resumes(corpus, monkeypatch, capsys, tiny, tmp
     corpus.main(argv)  # nothing left: nothing trained, the file untouched
     assert "4 recorded, 0 to record" in capsys.readouterr().out
     assert path.stat().st_mtime_ns == mtime and len(read_records(path.parent)) == 4
+
+
+def test_refresh_records_every_run_again_from_the_store(corpus, monkeypatch, tiny, tmp_path):
+    families, configs = _tiny_family(corpus, tiny)
+    monkeypatch.setattr(corpus, "FAMILIES", families)
+    corpus.main(["--out", str(tmp_path), "--batch", "2"])
+    path = tmp_path / "tiny" / "tiny.parquet"
+    old = read_records(path.parent)
+    # an older record format: without the early window's accuracies
+    write_records(path.parent, [r for r in old.drop(columns=["window_acc"]).to_dict("records")], "tiny")
+    assert "window_acc" not in read_records(path.parent)
+    corpus.main(["--out", str(tmp_path), "--batch", "2", "--refresh"])
+    new = read_records(path.parent)
+    assert list(new.hash) == list(old.hash) and "window_acc" in new
+    assert all(len(a) for a in new.window_acc) and "--refresh" in new.command.iloc[0]
+    assert (new.final_val_acc.to_numpy() == old.final_val_acc.to_numpy()).all()

@@ -1,10 +1,14 @@
 """Offline per-run records: what a record holds, and a round trip through Parquet."""
 
 import numpy as np
+import pandas as pd
+import pytest
 
-from grokbook import train
-from grokbook.experiments.records import (compact, downsample_index, read_records, run_record, write_record,
-                                         write_records)
+from grokbook import RunStore, sweep, train
+from grokbook.experiments import records
+from grokbook.experiments.records import (compact, downsample_index, live_check, live_check_text, live_config,
+                                         read_records, run_record, sweep_records, write_record, write_records)
+from grokbook.predict import FEATURES, feature_matrix
 from grokbook.experiments.thresholds import AUTHORS
 
 
@@ -43,3 +47,76 @@ def test_a_record_round_trips_and_holds_the_run(tiny, tmp_path):
     assert len(read_records(tmp_path)) == 2
     write_records(tmp_path / "other", [rec, rec | {"hash": "x"}], "two")
     assert len(read_records(tmp_path / "other")) == 2
+
+
+def test_a_record_keeps_every_step_of_the_early_window(tiny):
+    run = train(tiny.replace(steps=60))
+    rec = run_record(run, "tiny", window=30)
+    np.testing.assert_array_equal(rec["window_acc"], run.metrics["train_acc"][:30].astype(np.float32))
+    np.testing.assert_array_equal(rec["window_norm"], run.metrics["weight_norm"][:30].astype(np.float32))
+    early = run.val_steps < 30
+    assert early.sum() >= 2 and (rec["window_val_steps"] == run.val_steps[early]).all()
+    np.testing.assert_array_equal(rec["window_val_loss"], run.val_loss[early].astype(np.float32))
+
+
+def test_a_records_features_are_its_runs(tiny, tmp_path):
+    """The oracle: the features computed from the Run itself (float64 curves)."""
+    runs = [train(tiny.replace(steps=80, seed=s, lr=lr)) for s, lr in ((0, 3e-3), (1, 1e-2))]
+    frame = pd.DataFrame([run_record(r, "tiny", window=60) for r in runs])
+    write_records(tmp_path, list(frame.to_dict("records")), "tiny")
+    frame = read_records(tmp_path).set_index("hash", drop=False).loc[[r.config.hash() for r in runs]]
+    for n in (20, 40, 60):
+        X_runs, ok_runs = feature_matrix(runs, n, FEATURES)
+        X_rec, ok_rec = feature_matrix(frame, n, FEATURES)
+        assert ok_runs.all() and ok_rec.all()
+        np.testing.assert_allclose(X_rec, X_runs, rtol=1e-4, atol=1e-6)  # float32 rounding of the curves
+    with pytest.raises(ValueError, match="fewer than 61"):
+        records.early_features(frame.iloc[0], 61)
+
+
+def test_sweep_records_reads_the_family_only_when_it_holds_the_design(tiny, tmp_path):
+    configs = [tiny.replace(steps=60, seed=s) for s in (0, 1)]
+    store = RunStore(tmp_path / "store")
+    recorded = [run_record(r, "tiny", window=30) for r in sweep(configs, store=store)]
+    write_records(tmp_path / "tiny", recorded, "tiny")
+    empty = RunStore(tmp_path / "empty")
+    frame, source = sweep_records(configs[::-1], "tiny", window=30, store=empty, directory=tmp_path / "tiny")
+    assert source == "records" and list(frame.hash) == [c.hash() for c in configs[::-1]]
+    assert not list((tmp_path / "empty").rglob("run.bin"))  # nothing trained
+    np.testing.assert_array_equal(frame.window.iloc[1], recorded[0]["window"])
+    # a config outside the records, a longer window, other thresholds: trained here
+    for kwargs, cfgs in ((dict(window=30), configs + [tiny.replace(steps=60, seed=2)]),
+                         (dict(window=40), configs),
+                         (dict(window=30, thresholds=AUTHORS.replace(leave=0.2)), configs)):
+        frame, source = sweep_records(cfgs, "tiny", store=store, directory=tmp_path / "tiny", **kwargs)
+        assert source == "trained" and list(frame.hash) == [c.hash() for c in cfgs]
+        assert len(frame.window.iloc[0]) == kwargs["window"]
+    t = AUTHORS.replace(leave=0.2).times(store.load(configs[0]))
+    assert (frame.t1.iloc[0], frame.t3.iloc[0]) == (t.t1, t.t3)
+    with pytest.raises(ValueError, match="no configurations"):
+        sweep_records([], "tiny")
+
+
+def test_live_check_agrees_with_a_true_record_and_not_with_a_changed_one(tiny, tmp_path):
+    configs = [tiny.replace(steps=60, seed=s) for s in (0, 1)]
+    frame = pd.DataFrame([run_record(r, "tiny", window=30) for r in sweep(configs, store=RunStore(tmp_path / "a"))])
+    frame.loc[1, "outcome"] = "groks"
+    assert live_config(frame, configs) == configs[1]  # the first recorded as grokking
+    assert live_config(frame.assign(outcome="memorizes"), configs) == configs[0]
+    fresh = RunStore(tmp_path / "b")  # re-trained from nothing
+    check = live_check(frame, configs[0], store=fresh)
+    assert check["agrees"] and check["max_rel_diff"] == 0.0 and check["live_final"] == check["recorded_final"]
+    assert "bit for bit" in live_check_text(check, "records")
+    assert "trained its own runs" in live_check_text(check, "trained")
+    changed = frame.copy()
+    changed.at[0, "window"] = frame.window.iloc[0] * np.float32(1.001)
+    bad = live_check(changed, configs[0], store=fresh)
+    assert not bad["agrees"] and 5e-4 < bad["max_rel_diff"] < 2e-3
+    assert "does not match its record" in live_check_text(bad, "records")
+    changed = frame.copy()
+    changed.at[0, "final_val_acc"] = frame.final_val_acc.iloc[0] + 0.01
+    assert not live_check(changed, configs[0], store=fresh)["agrees"]
+    changed = frame.assign(outcome="fails to fit")
+    assert not live_check(changed, configs[0], store=fresh)["agrees"]
+    with pytest.raises(ValueError, match="no record"):
+        live_check(frame, tiny.replace(seed=9), store=fresh)

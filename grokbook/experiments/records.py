@@ -2,11 +2,11 @@
 corpus of runs): one row per run, in Parquet files, one directory per family.
 
 A record holds every :class:`~grokbook.RunConfig` field as a column (``betas`` as two),
-the training loss of every step of the early window (float32), the curves downsampled
-to about ``n_points`` steps, t1..t4 at :data:`~grokbook.experiments.thresholds.AUTHORS`,
+the training loss, training accuracy and weight norm of every step of the early window
+and its validation points (float32), the curves downsampled to about ``n_points`` steps, t1..t4 at :data:`~grokbook.experiments.thresholds.AUTHORS`,
 the outcome, the censoring (``event``: generalized within the budget;
 ``time``: t4, else the last step trained), the final accuracies and the divergence.
-A finished family is one file (:func:`write_records`, about 5 KB a run); a family that
+A finished family is one file (:func:`write_records`, about 9 KB a run); a family that
 grows run by run writes a file per run (:func:`write_record`) and is merged by
 :func:`compact` once complete.
 """
@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -57,6 +57,11 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     loss = np.asarray(run.metrics["train_loss"], dtype=np.float64)
     acc = np.asarray(run.metrics["train_acc"], dtype=np.float64)
     rec["window"] = loss[:window].astype(np.float32)
+    rec["window_acc"] = acc[:window].astype(np.float32)
+    rec["window_norm"] = np.asarray(run.metrics["weight_norm"])[:window].astype(np.float32)
+    early = np.asarray(run.val_steps) < window
+    rec["window_val_steps"] = np.asarray(run.val_steps)[early].astype(np.int32)
+    rec["window_val_loss"] = np.asarray(run.val_loss)[early].astype(np.float32)
     i = downsample_index(len(loss), n_points)
     rec["curve_steps"], rec["train_loss"] = i.astype(np.int32), loss[i].astype(np.float32)
     rec["train_acc"], rec["weight_norm"] = acc[i].astype(np.float32), \
@@ -99,7 +104,7 @@ def write_record(directory: str | os.PathLike[str], record: dict[str, Any]) -> P
 
 
 def write_records(directory: str | os.PathLike[str], records: list[dict[str, Any]], name: str) -> Path:
-    """Many runs' records as one file ``directory/<name>.parquet`` (about 5 KB a run)."""
+    """Many runs' records as one file ``directory/<name>.parquet`` (about 9 KB a run)."""
     import pandas as pd
 
     if not records:
@@ -138,6 +143,105 @@ def read_records(directory: str | os.PathLike[str]) -> Any:
         if k in frame:
             frame[k] = frame[k].astype("Int64")
     return frame
+
+
+def sweep_records(configs: Sequence[RunConfig], family: Optional[str] = None, *, window: int = WINDOW,
+                  thresholds: Thresholds = AUTHORS, store: Any = None,
+                  directory: Optional[str | os.PathLike[str]] = None) -> tuple[Any, str]:
+    """The records of ``configs`` (a ``pandas.DataFrame``, one row per config in their
+    order) and where they came from: ``"records"`` when ``family``'s committed records
+    (:func:`corpus_dir`) hold every one of them with at least ``window`` early steps and
+    their times are at ``thresholds`` (the records' are at :data:`AUTHORS`), else
+    ``"trained"``: the runs trained (or loaded) through ``store`` by
+    :func:`grokbook.sweep` and recorded here, at ``thresholds``. So a chapter at its
+    default parameters reads the offline runs, and at any other parameters trains its own.
+    ``directory``: the family's records elsewhere than :func:`corpus_dir`."""
+    import pandas as pd
+
+    from ..sweeping import sweep
+
+    configs = list(configs)
+    if not configs:
+        raise ValueError("no configurations to record")
+    wanted = [c.hash() for c in configs]
+    if family is not None and thresholds == AUTHORS:
+        frame = read_records(directory if directory is not None else corpus_dir(family))
+        if not frame.empty and "window_acc" in frame and set(wanted) <= set(frame.hash):
+            frame = frame.set_index("hash", drop=False).loc[wanted].reset_index(drop=True)
+            if all(len(w) >= window for w in frame.window):
+                return frame, "records"
+    runs = sweep(configs, store=store)
+    return pd.DataFrame([run_record(r, family or "live", window=window, thresholds=thresholds) for r in runs]), "trained"
+
+
+def live_config(frame: Any, configs: Sequence[RunConfig]) -> RunConfig:
+    """The configuration :func:`live_check` re-trains for ``frame`` (records of
+    ``configs``, in their order): the first of ``configs`` recorded as grokking, else the
+    first. Chosen by rule, so every chapter reading the same records checks the same run
+    (and the store trains it once)."""
+    outcomes = dict(zip(frame.hash, frame.outcome))
+    return next((c for c in configs if outcomes.get(c.hash()) == "groks"), list(configs)[0])
+
+
+#: A live run agrees with its record when its early losses are within this relative
+#: difference (float32 rounding; the trainer is bit-identical on one machine and torch)
+#: and its outcome and final validation accuracy are the recorded ones.
+LIVE_RTOL = 1e-5
+
+
+def live_check(frame: Any, config: RunConfig, store: Any = None) -> dict[str, Any]:
+    """Re-train ``config`` through ``store`` and compare it with its row of ``frame``:
+    ``{"config", "max_rel_diff"`` (largest relative difference over the recorded early
+    losses), ``"live_final", "recorded_final"`` (final validation accuracies),
+    ``"live_outcome", "recorded_outcome", "agrees"}``. ValueError when ``frame`` holds
+    no record of ``config``."""
+    from ..sweeping import sweep
+
+    rows = frame[frame.hash == config.hash()]
+    if rows.empty:
+        raise ValueError(f"no record of {config.hash()} to check a live run against")
+    rec = rows.iloc[0]
+    (run,) = sweep([config], store=store)
+    live = run_record(run, "live", window=len(rec.window))
+    a, b = np.asarray(live["window"], np.float64), np.asarray(rec.window, np.float64)
+    diff = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))) if len(a) == len(b) else float("inf")
+    same_final = bool(np.isclose(live["final_val_acc"], rec.final_val_acc, rtol=0, atol=1e-6))
+    return {"config": config, "max_rel_diff": diff, "live_final": live["final_val_acc"],
+            "recorded_final": float(rec.final_val_acc), "live_outcome": live["outcome"],
+            "recorded_outcome": rec.outcome,
+            "agrees": bool(diff <= LIVE_RTOL and same_final and live["outcome"] == rec.outcome)}
+
+
+def live_check_text(check: dict[str, Any], source: str) -> str:
+    """A sentence on :func:`live_check` for a chapter's prose; where the records were not
+    read (``source`` ``"trained"``) the runs are this execution's own."""
+    if source != "records":
+        return "This execution trained its own runs (its parameters are not the recorded design's)."
+    c = check["config"]
+    what = (f"One of them (lr {c.lr:g}, weight decay {c.weight_decay:g}, r {c.r:g}, seed {c.seed}) was "
+            f"re-trained in this execution")
+    if check["agrees"]:
+        same = "bit for bit" if check["max_rel_diff"] == 0 else f"within {check['max_rel_diff']:.0e} (relative)"
+        return (f"{what}: its early training losses equal the record's {same}, its final validation accuracy "
+                f"({check['live_final']:.3f}) and outcome ({check['live_outcome']}) are the recorded ones.")
+    return (f"{what} and does not match its record: early losses differ by up to {check['max_rel_diff']:.1e} "
+            f"(relative), final validation accuracy {check['live_final']:.3f} against {check['recorded_final']:.3f}, "
+            f"outcome {check['live_outcome']} against {check['recorded_outcome']}. The numbers below are the "
+            f"records'; this machine or torch does not reproduce them.")
+
+
+def early_features(record: Any, n: int, method: str = "highpass:0.01") -> dict[str, float]:
+    """:func:`grokbook.predict.early_features` of a record (a row of
+    :func:`read_records`, or a dict of :func:`run_record`): the same features from its
+    early window, which must hold at least ``n`` steps (ValueError otherwise)."""
+    from ..predict import curve_features
+
+    if len(record["window"]) < n:
+        raise ValueError(f"the record {record['hash']} keeps {len(record['window'])} early steps, fewer than {n}")
+    return curve_features(np.asarray(record["window"], np.float64), n, method,
+                          weight_norm=np.asarray(record["window_norm"], np.float64),
+                          val_steps=np.asarray(record["window_val_steps"]),
+                          val_loss=np.asarray(record["window_val_loss"], np.float64))
 
 
 def corpus_dir(family: str) -> Path:
