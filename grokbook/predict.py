@@ -347,8 +347,10 @@ def generalized(run, threshold: float = 0.9) -> bool:
 
 def config_id(run, ignore: Optional[Sequence[str]] = ("seed", "data_seed")) -> str:
     """An id shared by runs whose configs differ only in ``ignore`` (default: the
-    initialisation seed and the split's seed, see :func:`grokbook.sweeping.replicates`)."""
-    return run.config.replace(**{k: 0 for k in (ignore or ())}).hash()
+    initialisation seed and the split's seed, see :func:`grokbook.sweeping.replicates`).
+    ``run``: a :class:`~grokbook.run.Run` or its :class:`~grokbook.RunConfig`."""
+    config = getattr(run, "config", run)
+    return config.replace(**{k: 0 for k in (ignore or ())}).hash()
 
 
 # ---------------------------------------------------------------------------------------

@@ -286,3 +286,28 @@ def test_too_few_runs_at_its_edges():
     assert "9 grokking and 10 memorizing runs" in too_few_runs(MIN_PER_OUTCOME - 1, MIN_PER_OUTCOME, 5, 5)
     assert too_few_runs(10, MIN_PER_OUTCOME - 1, 5, 5)
     assert "5 configurations to hold out" in too_few_runs(50, 50, 4, 5)
+
+
+def test_sweep_data_of_records_is_that_of_their_runs(tiny):
+    """The oracle: the same runs' SweepData computed from the Run objects. At a low
+    'reach' (60%) so that some of these small runs count as grokking."""
+    import pandas as pd
+
+    from grokbook import train
+    from grokbook.experiments.central import sweep_data
+    from grokbook.experiments.records import run_record
+    from grokbook.experiments.thresholds import AUTHORS
+    from grokbook.predict import config_id
+
+    runs = [train(tiny.replace(steps=400, r=r, lr=1e-2, weight_decay=wd, seed=s, data_seed=s))
+            for r, wd in ((0.9, 1.0), (0.9, 3.0), (0.7, 3.0)) for s in (0, 1)]
+    levels = dict(leave=0.05, reach=0.6, min_ratio=1.0)
+    at = AUTHORS.replace(reach=0.6, delay=1.0)
+    frame = pd.DataFrame([run_record(r, "tiny", window=100, thresholds=at) for r in runs])
+    a, ia = sweep_data(runs, window=100, **levels)
+    b, ib = sweep_data(frame, window=100, **levels)
+    assert a.y.any() and not a.y.all()  # both outcomes
+    assert (ia == ib).all()
+    for name in ("y", "time", "event", "configs", "seeds", "lr", "weight_decay", "r", "energy"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert list(a.configs) == [config_id(runs[i]) for i in ia]

@@ -106,7 +106,10 @@ def test_live_check_agrees_with_a_true_record_and_not_with_a_changed_one(tiny, t
     fresh = RunStore(tmp_path / "b")  # re-trained from nothing
     check = live_check(frame, configs[0], store=fresh)
     assert check["agrees"] and check["max_rel_diff"] == 0.0 and check["live_final"] == check["recorded_final"]
-    assert "bit for bit" in live_check_text(check, "records")
+    assert check["trained"] and "bit for bit" in live_check_text(check, "records")
+    assert "re-trained in this execution" in live_check_text(check, "records")
+    again = live_check(frame, configs[0], store=fresh)  # now in the store: loaded, and said so
+    assert again["agrees"] and not again["trained"] and "loaded from the run store" in live_check_text(again, "records")
     assert "trained its own runs" in live_check_text(check, "trained")
     changed = frame.copy()
     changed.at[0, "window"] = frame.window.iloc[0] * np.float32(1.001)
@@ -120,3 +123,12 @@ def test_live_check_agrees_with_a_true_record_and_not_with_a_changed_one(tiny, t
     assert not live_check(changed, configs[0], store=fresh)["agrees"]
     with pytest.raises(ValueError, match="no record"):
         live_check(frame, tiny.replace(seed=9), store=fresh)
+
+
+def test_a_record_gives_back_its_config(tiny, tmp_path):
+    config = tiny.replace(steps=30, lr=1e-2, weight_decay=0.5, betas=(0.9, 0.95), layer_norm=True)
+    write_records(tmp_path, [run_record(train(config), "tiny")], "tiny")
+    row = read_records(tmp_path).iloc[0]
+    assert records.row_config(row) == config
+    with pytest.raises(ValueError, match="not to its hash"):
+        records.row_config(row.to_dict() | {"lr": 0.5})

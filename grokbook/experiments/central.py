@@ -190,34 +190,49 @@ def within_configurations(y, energy, time, event, configs, *, n_boot: int = 1000
 
 
 def sweep_data(runs, *, window: int, leave: float, reach: float, min_ratio: float) -> tuple[SweepData, np.ndarray]:
-    """:class:`SweepData` of the ``runs`` (:class:`~grokbook.run.Run`) that grok or
-    memorize (:func:`grokbook.phases.outcome` at ``leave``, ``reach``, ``min_ratio``)
-    and whose first ``window`` training losses are finite, and their indices ``(n,)``
-    into ``runs``. The energy is log10 of :func:`grokbook.spectral.paper_energy`; a
-    memorizing run's time is censored at its last step."""
+    """:class:`SweepData` of the ``runs`` that grok or memorize
+    (:func:`grokbook.phases.outcome` at ``leave``, ``reach``, ``min_ratio``) and whose
+    first ``window`` training losses are finite, and their indices ``(n,)`` into
+    ``runs``. ``runs``: :class:`~grokbook.run.Run` objects, or a ``pandas.DataFrame`` of
+    records (:func:`grokbook.experiments.records.sweep_records`) made at these thresholds,
+    whose recorded outcomes and t4 are then used. The energy is log10 of
+    :func:`grokbook.spectral.paper_energy`; a memorizing run's time is censored at its
+    last step; configuration ids are :func:`grokbook.predict.config_id`."""
+    import pandas as pd
+
     from ..phases import outcome, run_phase_times
     from ..predict import config_id
     from ..spectral import paper_energy
+    from .records import row_config
 
-    keep, ys, times, energy = [], [], [], []
-    for i, run in enumerate(runs):
-        pt = run_phase_times(run, leave=leave, reach=reach)
-        out = outcome(pt, min_ratio, run.diverged_at is not None)
-        loss = np.asarray(run.metrics["train_loss"][:window], dtype=np.float64)
+    def items():
+        """(config, outcome, t4, steps done, early training loss) of each run."""
+        if isinstance(runs, pd.DataFrame):
+            for _, row in runs.iterrows():
+                yield (row_config(row), row.outcome, None if pd.isna(row.t4) else int(row.t4), int(row.steps_done),
+                       row.window)
+        else:
+            for run in runs:
+                pt = run_phase_times(run, leave=leave, reach=reach)
+                yield (run.config, outcome(pt, min_ratio, run.diverged_at is not None), pt.t4,
+                       len(run.metrics["train_loss"]), run.metrics["train_loss"])
+
+    keep, cfg, ys, times, energy = [], [], [], [], []
+    for i, (config, out, t4, done, early) in enumerate(items()):
+        loss = np.asarray(early[:window], dtype=np.float64)
         if out not in ("groks", "memorizes") or len(loss) < window or not np.isfinite(loss).all():
             continue
         keep.append(i)
+        cfg.append(config)
         ys.append(out == "groks")
-        times.append(pt.t4 if out == "groks" else len(run.metrics["train_loss"]))
+        times.append(t4 if out == "groks" else done)
         energy.append(np.log10(paper_energy(loss, window)))
-    idx = np.array(keep, dtype=np.int64)
-    cfg = [runs[i].config for i in idx]
     y = np.array(ys, dtype=bool)
     data = SweepData(y=y, time=np.array(times, dtype=float), event=y.copy(),
-                     configs=np.array([config_id(runs[i]) for i in idx]), seeds=np.array([c.seed for c in cfg]),
+                     configs=np.array([config_id(c) for c in cfg]), seeds=np.array([c.seed for c in cfg]),
                      lr=np.array([c.lr for c in cfg]), weight_decay=np.array([c.weight_decay for c in cfg]),
                      r=np.array([c.r for c in cfg]), energy=np.array(energy, dtype=float))
-    return data, idx
+    return data, np.array(keep, dtype=np.int64)
 
 
 def seed_experiment_configs(data: SweepData, representatives: Mapping, *, k: int, seed_count: int, fresh_seed: int,

@@ -85,6 +85,22 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     return rec
 
 
+def row_config(record: Any) -> RunConfig:
+    """The :class:`~grokbook.RunConfig` of a record (a row of :func:`read_records` or a
+    dict of :func:`run_record`); ValueError when its fields do not hash to its ``hash``."""
+    values = {}
+    for f in fields(RunConfig):
+        if f.name == "betas":
+            values["betas"] = (float(record["beta1"]), float(record["beta2"]))
+        else:
+            v = record[f.name]
+            values[f.name] = v.item() if isinstance(v, np.generic) else v
+    config = RunConfig(**values)
+    if config.hash() != record["hash"]:
+        raise ValueError(f"the record's fields hash to {config.hash()}, not to its hash {record['hash']}")
+    return config
+
+
 def _write_frame(path: Path, frame: Any) -> Path:
     """``frame`` as the Parquet file ``path``, atomically (the store's writer: a symlink
     in its place is replaced, never followed)."""
@@ -193,14 +209,18 @@ def live_check(frame: Any, config: RunConfig, store: Any = None) -> dict[str, An
     """Re-train ``config`` through ``store`` and compare it with its row of ``frame``:
     ``{"config", "max_rel_diff"`` (largest relative difference over the recorded early
     losses), ``"live_final", "recorded_final"`` (final validation accuracies),
-    ``"live_outcome", "recorded_outcome", "agrees"}``. ValueError when ``frame`` holds
-    no record of ``config``."""
+    ``"live_outcome", "recorded_outcome", "agrees", "trained"}`` (``trained``: False when
+    the store already held the run, which then was loaded, not trained here). ValueError
+    when ``frame`` holds no record of ``config``."""
+    from ..store import RunStore
     from ..sweeping import sweep
 
     rows = frame[frame.hash == config.hash()]
     if rows.empty:
         raise ValueError(f"no record of {config.hash()} to check a live run against")
     rec = rows.iloc[0]
+    store = store or RunStore()
+    trained = config not in store
     (run,) = sweep([config], store=store)
     live = run_record(run, "live", window=len(rec.window))
     a, b = np.asarray(live["window"], np.float64), np.asarray(rec.window, np.float64)
@@ -209,7 +229,7 @@ def live_check(frame: Any, config: RunConfig, store: Any = None) -> dict[str, An
     return {"config": config, "max_rel_diff": diff, "live_final": live["final_val_acc"],
             "recorded_final": float(rec.final_val_acc), "live_outcome": live["outcome"],
             "recorded_outcome": rec.outcome,
-            "agrees": bool(diff <= LIVE_RTOL and same_final and live["outcome"] == rec.outcome)}
+            "agrees": bool(diff <= LIVE_RTOL and same_final and live["outcome"] == rec.outcome), "trained": trained}
 
 
 def live_check_text(check: dict[str, Any], source: str) -> str:
@@ -219,7 +239,8 @@ def live_check_text(check: dict[str, Any], source: str) -> str:
         return "This execution trained its own runs (its parameters are not the recorded design's)."
     c = check["config"]
     what = (f"One of them (lr {c.lr:g}, weight decay {c.weight_decay:g}, r {c.r:g}, seed {c.seed}) was "
-            f"re-trained in this execution")
+            + ("re-trained in this execution" if check["trained"] else
+               "loaded from the run store (an earlier execution trained it; an empty store re-trains it)"))
     if check["agrees"]:
         same = "bit for bit" if check["max_rel_diff"] == 0 else f"within {check['max_rel_diff']:.0e} (relative)"
         return (f"{what}: its early training losses equal the record's {same}, its final validation accuracy "
