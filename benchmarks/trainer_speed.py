@@ -27,8 +27,9 @@ earlier commit's (the validation set once per epoch, loss and accuracy read back
 step).
 
 **grokbook** trains through :func:`grokbook.training.fit`: eight per-step metrics, and
-validation on its own schedule (``trainer.validation_schedule`` with the spacing that
-keeps its estimated cost within 10% of the training steps, then every 1% of the step;
+validation on its own schedule (``trainer.scheduled_validations``: the spacing that
+keeps its estimated cost within 10% of the training steps, in a minibatch run within 10%
+of every stretch of it, then every 1% of the step;
 the steps where validation accuracy first reaches each level placed exactly by
 replaying the crossing run). Its spacing depends on the run's length, so "the first N
 steps" is ambiguous: ``--grokbook-run full`` (the default) times the first N steps of a
@@ -264,9 +265,7 @@ def main() -> None:
         peer_loop(cfg.replace(steps=5), device, sched)
         val_g, val_peer, val_plain = validation_pass_s(cfg, device, sched)
         data = make_dataset(cfg)
-        spacing = core_module.validation_spacing(
-            full, core_module.validation_cost(cfg, len(data.train_y), len(data.val_y)))
-        n_val_g = len(core_module.validation_schedule(full, spacing))
+        n_val_g = len(core_module.scheduled_validations(cfg.replace(steps=full), len(data.train_y), len(data.val_y)))
         epoch = math.ceil(len(data.train_y) / (cfg.batch_size or len(data.train_y)))
         n_val_peer = peer_evaluations(full) if sched == "peer" else full // epoch
         sides = {"peer": lambda c: peer_loop(c, device, sched)}

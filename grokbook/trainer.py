@@ -93,6 +93,26 @@ def validation_spacing(steps: int, cost: float, budget: float = VALIDATION_BUDGE
     return hi
 
 
+def scheduled_validations(config: RunConfig, n_train: int, n_val: int) -> np.ndarray:
+    """The steps at which a run of ``config`` validates, before the core places level
+    crossings between them: :func:`validation_schedule` at the
+    :func:`validation_spacing` of its :func:`validation_cost` over ``config.steps``.
+
+    A minibatch run (batch smaller than the ``n_train`` training examples) also never
+    validates more often than every ``ceil(cost / VALIDATION_BUDGET)`` steps, so that
+    every stretch of it, its dense start included, spends at most about
+    :data:`VALIDATION_BUDGET` of its time validating: one of its steps can cost less than
+    a validation (0.67 steps at p 31, r 0.5, batch 240), and validating every step early
+    made its first 600 steps a quarter validation. Full-batch runs, where a validation
+    costs at most a third of a step at r >= 0.5, keep the schedule they always had (the
+    stored runs and the committed records were made on it)."""
+    cost = validation_cost(config, n_train, n_val)
+    spacing = validation_spacing(config.steps, cost)
+    if config.batch_size and config.batch_size < n_train:
+        spacing = max(spacing, math.ceil(cost / VALIDATION_BUDGET))
+    return validation_schedule(config.steps, spacing)
+
+
 def snapshot_schedule(steps: int, n: int) -> np.ndarray:
     """About ``n`` snapshot steps in ``[0, steps]``: half geometric (dense early), half
     evenly spaced, always including 0 and ``steps``."""
@@ -266,8 +286,8 @@ class Core:
     """The stacked training state of ``configs`` (equal :func:`stack_key`), from
     scratch or from ``states`` (one per config, all of the same step).
 
-    Validation runs on :func:`validation_schedule` with the spacing that keeps its cost
-    within :data:`VALIDATION_BUDGET`. When a row's validation accuracy first reaches one
+    Validation runs on :func:`scheduled_validations` (its cost within
+    :data:`VALIDATION_BUDGET`). When a row's validation accuracy first reaches one
     of :data:`VALIDATION_LEVELS` at a scheduled step ``b`` more than one step after the
     previous one ``a``, the row alone is replayed from its weights and optimiser state
     at ``a`` and the step is bisected: the row's validation record gains the first step
@@ -327,8 +347,7 @@ class Core:
         self.t0, self.wall0 = 0, 0.0
         self.w, self.m, self.v = w, torch.zeros_like(w), torch.zeros_like(w)
         self.theta0, self.prev_delta = w.clone(), torch.zeros_like(w)
-        cost = validation_cost(c0, len(self.y_tr), len(self.y_va))
-        self.val_at = set(validation_schedule(self.steps, validation_spacing(self.steps, cost)).tolist())
+        self.val_at = set(scheduled_validations(c0, len(self.y_tr), len(self.y_va)).tolist())
         self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
         self.levels = np.array(VALIDATION_LEVELS)
         self.found = np.zeros((n, len(self.levels)), dtype=bool)  # row i has reached level k
