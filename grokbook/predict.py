@@ -55,6 +55,19 @@ def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, floa
                           val_steps=run.val_steps, val_loss=run.val_loss)
 
 
+def record_features(record, n: int, method: str = "highpass:0.01") -> dict[str, float]:
+    """:func:`early_features` of an offline record (a row of
+    :func:`grokbook.experiments.records.read_records`, or a dict of its ``run_record``):
+    the same features from its early window, which must hold at least ``n`` steps
+    (ValueError otherwise)."""
+    if len(record["window"]) < n:
+        raise ValueError(f"the record {record['hash']} keeps {len(record['window'])} early steps, fewer than {n}")
+    return curve_features(np.asarray(record["window"], np.float64), n, method,
+                          weight_norm=np.asarray(record["window_norm"], np.float64),
+                          val_steps=np.asarray(record["window_val_steps"]),
+                          val_loss=np.asarray(record["window_val_loss"], np.float64))
+
+
 def curve_features(loss, n: int, method: str = "highpass:0.01", *, weight_norm=None, val_steps=None,
                    val_loss=None) -> dict[str, float]:
     """Features of the first ``n`` steps of a training-loss curve ``loss`` (``(T,)``,
@@ -325,8 +338,7 @@ def feature_matrix(runs: Sequence, n: int, names: Sequence[str] = FEATURES, meth
     import pandas as pd
 
     if isinstance(runs, pd.DataFrame):
-        from .experiments.records import early_features as features
-        items = [row for _, row in runs.iterrows()]
+        features, items = record_features, [row for _, row in runs.iterrows()]
     else:
         features, items = early_features, list(runs)
     X = np.full((len(items), len(names)), np.nan)

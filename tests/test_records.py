@@ -8,7 +8,7 @@ from grokbook import RunStore, sweep, train
 from grokbook.experiments import records
 from grokbook.experiments.records import (compact, downsample_index, live_check, live_check_text, live_config,
                                          read_records, run_record, sweep_records, write_record, write_records)
-from grokbook.predict import FEATURES, feature_matrix
+from grokbook.predict import FEATURES, feature_matrix, record_features
 from grokbook.experiments.thresholds import AUTHORS
 
 
@@ -71,7 +71,7 @@ def test_a_records_features_are_its_runs(tiny, tmp_path):
         assert ok_runs.all() and ok_rec.all()
         np.testing.assert_allclose(X_rec, X_runs, rtol=1e-4, atol=1e-6)  # float32 rounding of the curves
     with pytest.raises(ValueError, match="fewer than 61"):
-        records.early_features(frame.iloc[0], 61)
+        record_features(frame.iloc[0], 61)
 
 
 def test_sweep_records_reads_the_family_only_when_it_holds_the_design(tiny, tmp_path):

@@ -251,20 +251,6 @@ def live_check_text(check: dict[str, Any], source: str) -> str:
             f"records'; this machine or torch does not reproduce them.")
 
 
-def early_features(record: Any, n: int, method: str = "highpass:0.01") -> dict[str, float]:
-    """:func:`grokbook.predict.early_features` of a record (a row of
-    :func:`read_records`, or a dict of :func:`run_record`): the same features from its
-    early window, which must hold at least ``n`` steps (ValueError otherwise)."""
-    from ..predict import curve_features
-
-    if len(record["window"]) < n:
-        raise ValueError(f"the record {record['hash']} keeps {len(record['window'])} early steps, fewer than {n}")
-    return curve_features(np.asarray(record["window"], np.float64), n, method,
-                          weight_norm=np.asarray(record["window_norm"], np.float64),
-                          val_steps=np.asarray(record["window_val_steps"]),
-                          val_loss=np.asarray(record["window_val_loss"], np.float64))
-
-
 def corpus_dir(family: str) -> Path:
     """The directory of ``family``'s records in this repository (``data/corpus/<family>``;
     present where grokbook is installed from a clone, as the README's commands do)."""
