@@ -3,9 +3,10 @@ corpus of runs): one row per run, in Parquet files, one directory per family.
 
 A record holds every :class:`~grokbook.RunConfig` field as a column (``betas`` as two),
 the training loss, training accuracy and weight norm of every step of the early window
-and its validation points (float32), the curves downsampled to about ``n_points`` steps, t1..t4 at :data:`~grokbook.experiments.thresholds.AUTHORS`,
-the outcome, the censoring (``event``: generalized within the budget;
-``time``: t4, else the last step trained), the final accuracies and the divergence.
+and its validation points (float32), the curves downsampled to about ``n_points``
+steps, t1..t4 at :data:`~grokbook.experiments.thresholds.AUTHORS`, the outcome, the
+censoring (``event``: generalized within the budget; ``time``: t4, else the last step
+trained), the final accuracies and the divergence.
 A finished family is one file (:func:`write_records`, about 9 KB a run); a family that
 grows run by run writes a file per run (:func:`write_record`) and is merged by
 :func:`compact` once complete.
@@ -182,6 +183,7 @@ def sweep_records(configs: Sequence[RunConfig], family: Optional[str] = None, *,
     wanted = [c.hash() for c in configs]
     if family is not None and thresholds == AUTHORS:
         frame = read_records(directory if directory is not None else corpus_dir(family))
+        # "window_acc": records made before the early window kept more than its losses lack it
         if not frame.empty and "window_acc" in frame and set(wanted) <= set(frame.hash):
             frame = frame.set_index("hash", drop=False).loc[wanted].reset_index(drop=True)
             if all(len(w) >= window for w in frame.window):
