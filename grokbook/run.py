@@ -39,6 +39,18 @@ def check_writer(writer: Any) -> None:
                         f"got a {type(writer).__name__}")
 
 
+def model_with(config: RunConfig, weights: np.ndarray) -> nn.Module:
+    """The model of ``config`` with the flat ``weights`` ``(P,)`` (the layout of a
+    snapshot, e.g. from :func:`grokbook.training.replay_weights`)."""
+    data = make_dataset(config)
+    model = build_model(config, data.vocab_size, data.n_classes)
+    flat = torch.as_tensor(np.array(weights, dtype=np.float32))
+    if flat.shape != (sum(q.numel() for q in model.parameters()),):
+        raise ValueError(f"weights of shape {tuple(flat.shape)} do not fit this run's model")
+    torch.nn.utils.vector_to_parameters(flat, model.parameters())
+    return model
+
+
 @dataclass
 class Run:
     """A finished (or diverged) run.
@@ -78,13 +90,7 @@ class Run:
     def model_with(self, weights: np.ndarray) -> nn.Module:
         """The run's model with the flat ``weights`` ``(P,)`` (the layout of a snapshot,
         e.g. from :func:`grokbook.training.replay_weights`)."""
-        data = self.dataset()
-        model = build_model(self.config, data.vocab_size, data.n_classes)
-        flat = torch.as_tensor(np.array(weights, dtype=np.float32))
-        if flat.shape != (sum(q.numel() for q in model.parameters()),):
-            raise ValueError(f"weights of shape {tuple(flat.shape)} do not fit this run's model")
-        torch.nn.utils.vector_to_parameters(flat, model.parameters())
-        return model
+        return model_with(self.config, weights)
 
     def to_frame(self, what: str = "steps") -> Any:
         """The run as a ``pandas.DataFrame``: ``"steps"``, one row per iteration (index

@@ -251,3 +251,40 @@ def sweep(configs: Iterable[RunConfig], executor: Any = None, store: Optional[Ru
         raise RuntimeError(f"{len(missing)} run(s) are not in {store} after the sweep, e.g. {missing[0]}: "
                            "do the workers share the store directory?")
     return runs  # type: ignore[return-value]
+
+
+def _replay_one(config_dict: dict[str, Any], at: list[int], threads: int) -> dict[int, Any]:
+    """Worker side of :func:`replays`: one replay, with ``threads`` torch threads."""
+    import torch
+
+    from .training import replay_weights
+
+    torch.set_num_threads(threads)
+    return replay_weights([RunConfig.from_dict(config_dict)], at)[0]
+
+
+def replays(configs: Sequence[RunConfig], at: Sequence[Iterable[int]],
+            processes: Optional[int] = None) -> list[dict[int, Any]]:
+    """:func:`grokbook.training.replay_weights` of each config at its own steps ``at[i]``
+    (configs that cannot train together: other data splits, other models), spread over
+    ``processes`` single-threaded worker processes (default: as a sweep would, one per
+    core up to one per config, when the replays are large enough to pay for starting
+    them). Returns one ``{step: flat weights (P,) float32}`` per config, in order; the
+    weights are bit-identical to a replay in this process."""
+    from .training import replay_weights
+
+    configs, at = list(configs), [sorted({int(s) for s in steps}) for steps in at]
+    if len(at) != len(configs):
+        raise ValueError(f"{len(configs)} configs but {len(at)} lists of steps")
+    groups = [[c.replace(steps=max(a, default=1) or 1)] for c, a in zip(configs, at)]
+    n_proc = _local_processes(groups) if processes is None else processes
+    if n_proc <= 1 or len(configs) < 2 or not _processes_usable(n_proc):
+        return [replay_weights([c], a)[0] for c, a in zip(configs, at)]
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // n_proc)
+    order = sorted(range(len(configs)), key=lambda i: -max(at[i], default=0))  # longest first
+    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent) as pool:
+        futures = {i: pool.submit(_replay_one, configs[i].to_dict(), at[i], threads) for i in order}
+        return [futures[i].result() for i in range(len(configs))]

@@ -25,7 +25,7 @@ import math
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 import numpy as np
 import torch
@@ -550,6 +550,7 @@ class Core:
 def train_core(configs: Sequence[RunConfig], *, states: Optional[Sequence[TrainState]] = None,
                checkpoint: Optional[Callable[[list[TrainState]], None]] = None,
                checkpoint_every_s: float = 30.0, checkpoint_every_steps: int = 0,
+               checkpoint_at: Collection[int] = (),
                progress: Optional[Callable[[int, float], None]] = None,
                device: Optional[torch.device | str] = None) -> list[Run]:
     """Train ``configs`` (equal :func:`stack_key`) together and return their runs.
@@ -557,13 +558,14 @@ def train_core(configs: Sequence[RunConfig], *, states: Optional[Sequence[TrainS
     ``states``: one checkpoint per config, all of the same step, to resume from.
     ``checkpoint(rows)`` receives one :class:`TrainState` per config after every
     ``checkpoint_every_s`` seconds of training, after every iteration count that is a
-    multiple of ``checkpoint_every_steps`` (0: never), and on SIGINT or SIGTERM, after
-    which :class:`TrainingInterrupted` is raised. ``progress(done, loss)`` is called
+    multiple of ``checkpoint_every_steps`` (0: never), after every iteration count in
+    ``checkpoint_at``, and on SIGINT or SIGTERM, after which :class:`TrainingInterrupted`
+    is raised. ``progress(done, loss)`` is called
     about a hundred times per run with the first row's latest loss. Training stops early
     once every row has diverged.
     """
     core = Core(configs, device, states)
-    steps = core.steps
+    steps, checkpoint_at = core.steps, frozenset(checkpoint_at)
     start = last_ckpt = time.perf_counter()
     check_every = max(1, steps // 100)
     saved_at = -1
@@ -578,7 +580,7 @@ def train_core(configs: Sequence[RunConfig], *, states: Optional[Sequence[TrainS
         for t in range(core.t0, steps):
             core.step(t)
             done = t + 1
-            step_due = checkpoint_every_steps > 0 and done % checkpoint_every_steps == 0
+            step_due = (checkpoint_every_steps > 0 and done % checkpoint_every_steps == 0) or done in checkpoint_at
             if not (done % check_every == 0 or done == steps or step_due or interrupt.hit):
                 continue  # the checks below synchronise with the device: not every step
             if (core.diverged(done) >= 0).all():

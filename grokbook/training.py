@@ -85,18 +85,17 @@ def replay_weights(configs: Sequence[RunConfig], at: Iterable[int], *,
 
     def grab(rows: list[TrainState]) -> None:
         for i, state in enumerate(rows):
-            if 0 in keep and 0 not in out[i]:
-                out[i][0] = state.theta0.numpy().astype(np.float32)
-            if state.step in keep:
-                out[i][state.step] = state.flat.numpy().astype(np.float32)
+            out[i][state.step] = state.flat.numpy().astype(np.float32)
 
     # Nothing in a step depends on the step budget, so the replay stops at the last step
-    # wanted; that step is not checkpointed, and is read from the replay's last snapshot.
+    # wanted; that step is not checkpointed, and is read from the replay's last snapshot,
+    # step 0 from its first. Only the steps wanted are checkpointed (a checkpoint copies
+    # the run's curves so far: one per step made the replay several times a training).
     last = max(wanted[-1], 1)
     runs = train_core([c.replace(steps=last) for c in configs], checkpoint=grab,
-                      checkpoint_every_s=float("inf"), checkpoint_every_steps=1, device=device)
+                      checkpoint_every_s=float("inf"), checkpoint_at=keep, device=device)
     for i, run in enumerate(runs):
-        out[i][last] = run.snapshots[-1]
-        if last not in keep:
-            del out[i][last]
+        for step, k in ((0, 0), (last, -1)):
+            if step in keep:
+                out[i][step] = run.snapshots[k]
     return out

@@ -95,3 +95,22 @@ def test_replicates_set_initialisation_and_split_per_seed():
 
     configs = replicates([RunConfig(lr=1e-3), RunConfig(lr=3e-3)], [0, 7])
     assert [(c.lr, c.seed, c.data_seed) for c in configs] == [(1e-3, 0, 0), (1e-3, 7, 7), (3e-3, 0, 0), (3e-3, 7, 7)]
+
+
+@pytest.mark.slow
+def test_replays_in_worker_processes_equal_replays_in_this_one():
+    from grokbook import RunConfig
+    from grokbook.sweeping import replays
+    from grokbook.training import replay_weights
+
+    base = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=60, n_snapshots=6)
+    configs = [base, base.replace(seed=1, r=0.6), base.replace(seed=2)]  # other splits: not stackable
+    at = [[5, 17], [0, 33, 60], []]
+    here = [replay_weights([c], a)[0] for c, a in zip(configs, at)]
+    for got in (replays(configs, at, processes=2), replays(configs, at, processes=1)):
+        assert [sorted(g) for g in got] == [[5, 17], [0, 33, 60], []]
+        for g, h in zip(got, here):
+            for s in h:
+                np.testing.assert_array_equal(g[s], h[s])
+    with pytest.raises(ValueError, match="3 configs but 2 lists"):
+        replays(configs, at[:2])

@@ -366,6 +366,9 @@ def test_replay_weights_passes_through_the_stored_snapshots():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="do not fit"):
         runs[0].model_with(np.zeros(3))
+    for run, got in zip(runs, replay_weights(configs, [0])):  # the initial weights alone
+        assert sorted(got) == [0]
+        np.testing.assert_array_equal(got[0], run.snapshots[0])
     assert replay_weights(configs, [])[0] == {}
     with pytest.raises(ValueError, match="steps to replay"):
         replay_weights(configs, [51])

@@ -1,0 +1,359 @@
+"""Chapter 7 (the extreme eigenvalues of the Hessian): what it measures at the loss
+spikes and its verdicts, as functions of measured values.
+
+Two tests of the claim "lambda_min stays near 0 and turns negative at the slingshots":
+
+- the **registered** one (:func:`registered_verdict`, kept as it was registered): the
+  median ``|lambda_min / lambda_max|`` of every grokking run above that of every
+  control, and ``lambda_min`` *resolved negative* more often at the loss spikes than at
+  the quiet steps between them. The second part is a yes/no per step, and every step,
+  spike or quiet, came out negative: it cannot tell a curvature of -1000 from one of
+  -0.1;
+- the **magnitude contrast** (:func:`magnitude_verdict`, issue 32): per grokking run,
+  ``log10`` of the median ``|lambda_min| / lambda_max`` at its spikes over that at its
+  quiet steps (:func:`log_contrast`), on fresh seeds, the mean over seeds with a
+  bootstrap interval over seeds; and the same against steps of the run's initial descent
+  at the spikes' own training loss (:func:`matched_loss_steps`), since the spikes sit at
+  losses of nats and the quiet steps far lower.
+
+:func:`measure_steps` computes the eigenvalues at the spikes, quiet steps and
+matched-loss steps of a set of runs (replayed in worker processes), the one path for the
+chapter's live seed and for the offline pool (``benchmarks/hessian_pool.py``), whose rows
+the chapter reads (:func:`pool_rows`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .verdicts import Verdict, from_interval, not_testable
+
+#: Where the offline pool's rows live, relative to the repository.
+POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "hessian_p47.csv"
+
+#: How the pool was measured (``benchmarks/hessian_pool.py``): the spike finder's window
+#: (steps) and most spikes per run, the eigen-solver's tolerance and precision, and the
+#: thresholds of t2 and t4; its spike factors, and its examples in the Hessian (256 and
+#: every training example).
+POOL_SETTINGS = dict(window=100, max_spikes=3, tol=1e-3, float64=True, leave=0.2, reach=0.99)
+POOL_FACTORS = (3.0, 5.0, 10.0)
+POOL_EXAMPLES = (256, 100_000)
+
+#: The columns of a row of :func:`measure_steps` (one eigenvalue pair at one step).
+#: ``t2``, ``t4``: the run's phase times (-1: never), at the chapter's thresholds.
+COLUMNS = ("config", "seed", "t2", "t4", "spike_factor", "kind", "step", "loss", "examples", "lmin", "lmax")
+
+
+def spike_and_quiet_steps(train_loss: Sequence[float], t2: int, *, window: int, spike_factor: float,
+                          max_spikes: int) -> tuple[list[int], list[int]]:
+    """The first ``max_spikes`` loss spikes after ``t2`` (:func:`grokbook.slingshot.find_spikes`
+    on the training loss ``(steps,)``, nats) and the quiet steps halfway between
+    consecutive ones (:func:`grokbook.hessian.between_steps`), as two lists of steps."""
+    from ..hessian import between_steps
+    from ..slingshot import find_spikes
+
+    found = find_spikes(np.asarray(train_loss, np.float64), window=window, spike_factor=spike_factor)
+    found = found[found > t2][:max_spikes]
+    return [int(s) for s in found], [int(s) for s in between_steps(found)]
+
+
+def matched_loss_steps(train_loss: Sequence[float], levels: Sequence[float], before: int) -> list[int]:
+    """For each loss ``level`` (nats), the first step before ``before`` (say the run's
+    ``t2``) whose training loss is at or below it: a step of the initial descent at the
+    same loss as a spike, with no spike. Step 0 for a level above the initial loss; -1
+    where the loss never falls that low before ``before``."""
+    loss = np.asarray(train_loss, np.float64)[:max(int(before), 0)]
+    out = []
+    for level in levels:
+        hit = np.flatnonzero(loss <= level)
+        out.append(int(hit[0]) if hit.size else -1)
+    return out
+
+
+def magnitude(lmin: float, lmax: float) -> float:
+    """``|lambda_min| / lambda_max`` (dimensionless); ``lambda_max`` must be positive."""
+    if not lmax > 0:
+        raise ValueError(f"lambda_max = {lmax!r} must be positive")
+    return abs(lmin) / lmax
+
+
+def log_contrast(at: Sequence[float], against: Sequence[float]) -> float:
+    """``log10(median(at) / median(against))`` of two sets of magnitudes (:func:`magnitude`):
+    how many decades larger ``|lambda_min| / lambda_max`` is at the spikes (``at``) than
+    at the steps compared (``against``). NaN when either set is empty."""
+    a, b = np.asarray(at, np.float64), np.asarray(against, np.float64)
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    return float(np.log10(np.median(a) / np.median(b)))
+
+
+def seed_interval(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of per-seed values, with a 95% percentile bootstrap interval
+    over seeds (the seeds are the independent units). NaN values (a seed without spikes)
+    are left out; all NaN when fewer than two remain."""
+    from ..predict import bootstrap_ci
+
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float("nan"),) * 3
+    return bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed)
+
+
+def contrasts(rows: Sequence[dict[str, Any]], spike_factor: float, examples: Optional[int] = None
+              ) -> dict[int, dict[str, float]]:
+    """Per seed: ``quiet`` and ``matched``, the :func:`log_contrast` of its spikes against
+    its quiet steps and against its matched-loss steps, from rows of
+    :func:`measure_steps` at ``spike_factor`` (and ``examples`` in the Hessian, default:
+    the fewest the rows have)."""
+    rows = [r for r in rows if r["spike_factor"] == spike_factor]
+    if examples is None and rows:
+        examples = min(int(r["examples"]) for r in rows)
+    rows = [r for r in rows if int(r["examples"]) == examples]
+    out = {}
+    for s in sorted({int(r["seed"]) for r in rows}):
+        mags = {k: [magnitude(r["lmin"], r["lmax"]) for r in rows if int(r["seed"]) == s and r["kind"] == k]
+                for k in ("spike", "quiet", "matched")}
+        out[s] = {"quiet": log_contrast(mags["spike"], mags["quiet"]),
+                  "matched": log_contrast(mags["spike"], mags["matched"]), "n_spikes": len(mags["spike"])}
+    return out
+
+
+def magnitude_verdict(quiet: tuple[float, float, float], matched: tuple[float, float, float],
+                      n_seeds: int) -> Verdict:
+    """The magnitude contrast's verdict from two ``(mean, low, high)`` of per-seed
+    ``log10`` contrasts (:func:`seed_interval`) over ``n_seeds`` seeds with spikes.
+
+    Reproduced when both intervals lie above 0 (the spikes' ``|lambda_min| /
+    lambda_max`` exceeds the quiet steps' and the matched-loss steps'); partly when
+    only the first does; otherwise the first comparison's own word (undecided,
+    reversed). Not testable with fewer than 2 seeds with spikes."""
+    if n_seeds < 2:
+        return not_testable(f"{n_seeds} fresh seed(s) with loss spikes after t2: need 2")
+    first = from_interval(*quiet, 0.0, what="log10 spike/quiet contrast (mean over seeds)")
+    second = from_interval(*matched, 0.0, what="log10 spike/matched-loss contrast")
+    if first.word != "reproduced":
+        return Verdict(first.word, f"{first.reason}; {second.reason}")
+    word = "reproduced" if second.word == "reproduced" else "partly reproduced"
+    return Verdict(word, f"{first.reason}; {second.reason}")
+
+
+def magnitude_test(rows: Sequence[dict[str, Any]], spike_factor: float, examples: Optional[int] = None,
+                   live: Optional[dict[str, Any]] = None, *, n_boot: int = 2000) -> dict[str, Any]:
+    """The magnitude contrast on rows of :func:`measure_steps` (fresh seeds): per seed
+    its :func:`contrasts`; ``quiet`` and ``matched``, the ``(mean, low, high)`` over the
+    seeds that count (:func:`seed_interval`); ``left_out``, the seeds that do not count
+    and why (a run that does not generalize, ``t4 = -1``; fewer than two spikes, so no
+    quiet step); and ``verdict`` (:func:`magnitude_verdict`). ``live``: the result of
+    :func:`live_check` on one of the seeds; when it disagrees the rows are not trusted
+    and the verdict is "not testable"."""
+    per_seed = contrasts(rows, spike_factor, examples)
+    t4 = {int(r["seed"]): int(r["t4"]) for r in rows}
+    left_out = {s: "does not generalize" for s in per_seed if t4[s] < 0}
+    left_out.update({s: "fewer than two spikes after t2" for s, c in per_seed.items()
+                     if s not in left_out and not math.isfinite(c["quiet"])})
+    counted = [s for s in per_seed if s not in left_out]
+    quiet = seed_interval([per_seed[s]["quiet"] for s in counted], n_boot=n_boot)
+    matched = seed_interval([per_seed[s]["matched"] for s in counted], n_boot=n_boot)
+    if live is not None and not live["agrees"]:
+        verdict = not_testable(f"the live seed's eigenvalues differ from its record by {live['max_diff']:.2g} "
+                               f"of the spectrum's width (tolerance {LIVE_TOLERANCE:g})")
+    else:
+        verdict = magnitude_verdict(quiet, matched, len(counted))
+    return dict(per_seed=per_seed, quiet=quiet, matched=matched, counted=counted, left_out=left_out,
+                verdict=verdict)
+
+
+def resolved_ratio(lmin: float, lmax: float, tol: float) -> float:
+    """``|lambda_min / lambda_max|``, or 0 when ``lambda_min`` is not resolved as
+    negative at the solver's ``tol`` (:func:`grokbook.hessian.resolved_negative`): the
+    registered test's per-snapshot value."""
+    from ..hessian import resolved_negative
+
+    return abs(lmin / lmax) if resolved_negative(lmin, lmax, tol) else 0.0
+
+
+def registered_verdict(med_grokking: Sequence[float], med_control: Sequence[float], neg_spike: int,
+                       n_spike: int, neg_quiet: int, n_quiet: int, *, missing: Sequence[int] = (),
+                       leaky: Sequence[int] = ()) -> Verdict:
+    """The chapter's registered verdict, as registered. ``med_grokking``,
+    ``med_control``: per seed, the median :func:`resolved_ratio` at the matched
+    snapshots; ``neg_spike`` of ``n_spike`` spikes and ``neg_quiet`` of ``n_quiet``
+    quiet steps had ``lambda_min`` resolved negative; ``missing``: seeds whose grokking
+    run does not generalize; ``leaky``: seeds whose control does.
+
+    Part 1 holds when every grokking median is above every control's; part 2 when the
+    spikes' share of negatives is above the quiet steps' (0 without quiet steps).
+    Reproduced when both hold, partly when one does; without spikes part 2 cannot be
+    made and part 1 alone decides (partly or not). Not testable when a grokking run does
+    not generalize or a control does (``leaky`` wins)."""
+    if leaky:
+        return not_testable(f"the controls of seeds {list(leaky)} generalize within the budget "
+                            "(lower control_r)")
+    if missing:
+        return not_testable(f"the grokking runs of seeds {list(missing)} do not generalize with these parameters")
+    larger = bool(med_grokking) and bool(med_control) and min(med_grokking) > max(med_control)
+    part1 = (f"median |lambda_min / lambda_max| larger in every grokking run than in every control: "
+             f"{'yes' if larger else 'no'}")
+    if n_spike == 0:
+        return Verdict("partly reproduced" if larger else "not reproduced",
+                       part1 + "; no loss spike after t2, so the second test cannot be made")
+    negative = neg_spike / n_spike > (neg_quiet / n_quiet if n_quiet else 0.0)
+    part2 = (f"lambda_min negative at the loss spikes more often than between them: "
+             f"{'yes' if negative else 'no'} ({neg_spike} of {n_spike} against {neg_quiet} of {n_quiet})")
+    word = "reproduced" if larger and negative else "partly reproduced" if larger or negative else "not reproduced"
+    return Verdict(word, f"{part1}; {part2}")
+
+
+def hessian_subset(config: Any, n: int) -> tuple[Any, Any]:
+    """``(x, y)``: a fixed random subset of ``n`` of the training examples of ``config``
+    (all of them when it has at most ``n``), drawn from a generator seeded 0 whatever
+    the run: the examples of the Hessian."""
+    import torch
+
+    from ..tasks import make_dataset
+
+    data = make_dataset(config)
+    idx = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))[:n]
+    return data.train_x[idx], data.train_y[idx]
+
+
+def eigenpair(config: Any, weights: np.ndarray, n_examples: int, *, tol: float,
+              float64: bool = True) -> tuple[float, float]:
+    """``(lambda_min, lambda_max)`` of the Hessian of the training loss of ``config`` on
+    :func:`hessian_subset` of ``n_examples`` examples, at the flat ``weights`` ``(P,)``
+    (:func:`grokbook.hessian.extreme_eigenvalues` at ``tol``, in float64 by default)."""
+    from ..hessian import extreme_eigenvalues
+    from ..run import model_with
+    from ..trainer import loss_fn
+
+    x, y = hessian_subset(config, n_examples)
+    model = model_with(config, weights)
+    return extreme_eigenvalues(model.double() if float64 else model, x, y,
+                               functools.partial(loss_fn, config), tol=tol)
+
+
+#: The live check's tolerance: recorded and re-measured extremes may differ by at most
+#: this fraction of the spectrum's width (threads can change the last bits of a product).
+LIVE_TOLERANCE = 1e-6
+
+
+def live_check(recorded: Sequence[dict[str, Any]], config: Any, weights: dict[int, np.ndarray], *,
+               tol: float, float64: bool = True) -> dict[str, Any]:
+    """Re-measure a record's eigenvalue pairs (``recorded``: rows of one run, one
+    ``examples`` count) at the weights of a live replay of ``config`` (``{step:
+    weights}``). Returns ``n`` (pairs), ``max_diff`` (the largest ``|difference|`` of
+    either extreme over the spectrum's width ``lmax - lmin``) and ``agrees``
+    (``max_diff <= LIVE_TOLERANCE``)."""
+    pairs = {}
+    for r in recorded:
+        key = (int(r["step"]), int(r["examples"]))
+        if key not in pairs:
+            pairs[key] = (eigenpair(config, weights[key[0]], key[1], tol=tol, float64=float64), r)
+    diff = max((max(abs(lmin - r["lmin"]), abs(lmax - r["lmax"])) / (r["lmax"] - r["lmin"])
+                for (lmin, lmax), r in pairs.values()), default=float("nan"))
+    return dict(n=len(pairs), max_diff=float(diff), agrees=bool(diff <= LIVE_TOLERANCE))
+
+
+def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spike_factors: Sequence[float],
+                  max_spikes: int, examples: Sequence[int], tol: float, float64: bool = True,
+                  at: Optional[Sequence[Sequence[tuple[str, float, int]]]] = None,
+                  processes: Optional[int] = None) -> list[dict[str, Any]]:
+    """The eigenvalue pairs at the spikes, quiet steps and matched-loss steps of each run.
+
+    ``times``: each run's phase times (``.t2``, ``.t4``; :func:`grokbook.phases.run_phase_times`).
+    For each run and each factor in ``spike_factors``: its spikes after its ``t2`` and
+    quiet steps (:func:`spike_and_quiet_steps`), and for each spike the step of the
+    initial descent at its loss (:func:`matched_loss_steps`, before ``t2``). The runs are
+    replayed once each to the last step wanted (:func:`grokbook.sweeping.replays`,
+    worker processes) and each distinct step gets one :func:`eigenpair` per entry of
+    ``examples``. ``at``: per run, ``(kind, spike_factor, step)`` triples to measure
+    instead of finding them (a record's steps, to check it). Returns rows with
+    :data:`COLUMNS` (``config``: the run's config hash; ``loss``: the training loss at
+    the step, nats)."""
+    from ..sweeping import replays
+
+    wanted: list[list[tuple[str, float, int]]] = []
+    for i, (run, t) in enumerate(zip(runs, times)):
+        t2 = t.t2 or 0
+        if at is not None:
+            wanted.append([(k, float(f), int(s)) for k, f, s in at[i]])
+            continue
+        loss = run.metrics["train_loss"]
+        mine: list[tuple[str, float, int]] = []
+        for f in spike_factors:
+            spikes, quiet = spike_and_quiet_steps(loss, t2, window=window, spike_factor=f, max_spikes=max_spikes)
+            matched = matched_loss_steps(loss, [loss[s] for s in spikes], t2)
+            mine += [("spike", float(f), s) for s in spikes] + [("quiet", float(f), s) for s in quiet]
+            mine += [("matched", float(f), s) for s in matched if s >= 0]
+        wanted.append(mine)
+    weights = replays([run.config for run in runs], [[s for _, _, s in w] for w in wanted], processes=processes)
+    rows = []
+    for run, t, w, got in zip(runs, times, wanted, weights):
+        pairs: dict[tuple[int, int], tuple[float, float]] = {}
+        loss = run.metrics["train_loss"]
+        for kind, f, step in w:
+            for n in examples:
+                if (step, n) not in pairs:
+                    pairs[step, n] = eigenpair(run.config, got[step], n, tol=tol, float64=float64)
+                lmin, lmax = pairs[step, n]
+                rows.append(dict(config=run.config.hash(), seed=run.config.seed, t2=_step(t.t2), t4=_step(t.t4),
+                                 spike_factor=f, kind=kind,
+                                 step=step, loss=float(loss[step]),
+                                 examples=min(n, len(run.dataset().train_y)), lmin=lmin, lmax=lmax))
+    return rows
+
+
+def _step(t: Optional[int]) -> int:
+    return -1 if t is None else int(t)
+
+
+def write_pool(rows: Sequence[dict[str, Any]], path: Path = POOL_FILE) -> Path:
+    """``rows`` (:data:`COLUMNS`) as the CSV file ``path``, atomically (the store's
+    writer: a symlink in its place is replaced, never followed)."""
+    import csv
+    import io
+
+    from ..store import _write_atomic
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="raise")
+    w.writeheader()
+    w.writerows(rows)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(Path(path), buf.getvalue().encode(), framed=False)
+    return Path(path)
+
+
+def read_pool(path: Path = POOL_FILE) -> list[dict[str, Any]]:
+    """The offline pool's rows (:data:`COLUMNS`), or ``[]`` when the file is absent."""
+    import csv
+
+    if not Path(path).exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    conv = dict(seed=int, t2=int, t4=int, spike_factor=float, step=int, loss=float, examples=int, lmin=float, lmax=float)
+    return [{k: conv.get(k, str)(v) for k, v in r.items() if k in COLUMNS} for r in rows]
+
+
+def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any], spike_factor: float, examples: int,
+              settings: dict[str, Any]) -> Optional[list[dict[str, Any]]]:
+    """The pool's rows for ``configs`` (every one of them recorded, at ``spike_factor``
+    and with ``examples`` in the Hessian), or None when the pool does not hold them all
+    or was measured with other ``settings`` than :data:`POOL_SETTINGS` (then the chapter
+    measures them live)."""
+    if set(settings) != set(POOL_SETTINGS) or any(settings[k] != v for k, v in POOL_SETTINGS.items()):
+        return None
+    want = {c.hash() for c in configs}
+    got = [r for r in pool if r["config"] in want and math.isclose(r["spike_factor"], spike_factor)
+           and r["examples"] == examples]
+    return got if {r["config"] for r in got} == want else None

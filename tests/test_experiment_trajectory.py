@@ -1,0 +1,67 @@
+"""grokbook.experiments.trajectory: the evenly spaced snapshots against the schedule
+that made them, planarity against planted trajectories, and every verdict branch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grokbook.experiments import trajectory as et
+from grokbook.trainer import snapshot_schedule
+
+
+def test_evenly_spaced_picks_the_linear_half_of_the_schedule():
+    steps = snapshot_schedule(4000, 40)
+    idx = et.evenly_spaced(steps, 4000, 40)
+    assert steps[idx].tolist() == np.round(np.linspace(0, 4000, 20)).astype(int).tolist()
+    assert np.ptp(np.diff(steps[idx])) <= 1  # evenly spaced, up to rounding
+    assert et.evenly_spaced(snapshot_schedule(60, 6), 60, 6).size == 3
+    with pytest.raises(ValueError, match="evenly spaced steps"):
+        et.evenly_spaced(np.arange(0, 4001, 7), 4000, 40)
+
+
+def test_planarity_row_on_a_planar_curve_and_on_a_random_walk():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((200, 2)))[0].T  # two orthonormal directions in 200-D
+    t = np.linspace(0, 2.5, 30)
+    plane = np.c_[np.cos(t), np.sin(t)] @ basis * 3.0
+    row = et.planarity_row(plane, n_walks=4)
+    assert row["planarity"] == pytest.approx(1.0, abs=1e-9) and row["planar"]
+    assert row["isotropic walk"] < 0.98
+    # its own steps in any order stay in the plane: no better than its shuffled null
+    assert row["shuffled steps"] == pytest.approx(1.0, abs=1e-9) and not row["beats nulls"]
+    walk = np.cumsum(rng.standard_normal((30, 200)), axis=0)
+    assert not et.planarity_row(walk, n_walks=4)["planar"]
+
+
+@pytest.mark.parametrize("counts, word", [
+    ((3, 3, 0, 1), "reproduced"),
+    ((3, 3, 3, 0), "reproduced"),  # specific on the second criterion
+    ((3, 3, 3, 3), "not specific"),
+    ((3, 1, 0, 0), "partly reproduced"),
+    ((2, 3, 0, 0), "partly reproduced"),
+    ((2, 2, 0, 0), "not reproduced"),
+])
+def test_registered_verdict_every_branch(counts, word):
+    assert et.registered_verdict(*counts, 3).word == word
+
+
+def test_registered_verdict_reads_like_the_registered_one():
+    v = et.registered_verdict(0, 0, 0, 0, 3)
+    assert str(v) == ("not reproduced: more than 98% in two components: only 0 of 3 grokking runs (0 of 3 "
+                      "controls); more planar than the drift-keeping nulls: only 0 of 3 grokking runs (0 of 3 "
+                      "controls)")  # the build's verdict (chapter 6, session 15)
+    assert et.registered_verdict(3, 3, 0, 0, 3, not_grokking=[1]).word == "not testable"
+    leaky = et.registered_verdict(3, 3, 0, 0, 3, not_grokking=[1], leaky=[2])
+    assert leaky.word == "not testable" and "controls of seeds [2]" in leaky.reason
+
+
+def test_verdict_of_rows_reads_the_schedule_and_threshold_asked():
+    rows = [dict(group="grokking", planarity=0.97, **{"beats nulls": True, "planarity (even)": 0.99,
+                                                     "beats nulls (even)": True}),
+            dict(group="control", planarity=0.90, **{"beats nulls": False, "planarity (even)": 0.99,
+                                                    "beats nulls (even)": True})]
+    assert et.verdict_of_rows(rows, 1).word == "partly reproduced"
+    assert et.verdict_of_rows(rows, 1, planar=0.95).word == "reproduced"
+    assert et.verdict_of_rows(rows, 1, key=" (even)").word == "not specific"
+    assert "more than 95% in two" in et.verdict_of_rows(rows, 1, planar=0.95).reason
