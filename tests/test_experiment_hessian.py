@@ -259,3 +259,12 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     assert d["spike_factor"] in eh.POOL_FACTORS and d["n_hvp_examples"] in eh.POOL_EXAMPLES
     th = for_chapter("07_hessian")
     assert (th.leave, th.reach) == (d["leave"], d["reach"])
+
+
+def test_live_rows_stop_at_the_first_spike():
+    rows = [dict(seed=1, kind="spike", step=400), dict(seed=1, kind="spike", step=900),
+            dict(seed=1, kind="quiet", step=650), dict(seed=1, kind="matched", step=30),
+            dict(seed=2, kind="matched", step=10)]
+    assert [(r["kind"], r["step"]) for r in eh.live_rows(rows, 1)] == [("spike", 400), ("matched", 30)]
+    assert eh.live_rows(rows, 2) == [rows[-1]]  # no spike: every row
+    assert eh.live_rows(rows, 3) == []

@@ -243,6 +243,16 @@ def eigenpair(config: Any, weights: np.ndarray, n_examples: int, *, tol: float,
 LIVE_TOLERANCE = 1e-6
 
 
+def live_rows(rows: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The rows of ``seed`` that a live check re-measures: those at or before its first
+    spike (its matched-loss steps and the first spike), so that the replay stops early
+    (weights equal there follow the same deterministic training to the later steps).
+    All its rows when it has no spike."""
+    mine = [r for r in rows if int(r["seed"]) == seed]
+    spikes = [int(r["step"]) for r in mine if r["kind"] == "spike"]
+    return [r for r in mine if not spikes or int(r["step"]) <= min(spikes)]
+
+
 def live_check(recorded: Sequence[dict[str, Any]], config: Any, weights: dict[int, np.ndarray], *,
                tol: float, float64: bool = True) -> dict[str, Any]:
     """Re-measure a record's eigenvalue pairs (``recorded``: rows of one run, one
