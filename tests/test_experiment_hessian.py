@@ -55,13 +55,6 @@ def test_magnitude_and_log_contrast():
     assert math.isnan(eh.log_contrast([1.0], []))
 
 
-def test_seed_interval_brackets_the_mean_and_ignores_nan():
-    mean, lo, hi = eh.seed_interval([1.0, 2.0, 3.0, float("nan"), 4.0])
-    assert mean == pytest.approx(2.5) and 1.0 <= lo < mean < hi <= 4.0
-    assert eh.seed_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
-    assert all(math.isnan(v) for v in eh.seed_interval([1.0, float("nan")]))
-
-
 def _rows(seed, spike, quiet, matched, factor=5.0, examples=256):
     """Rows whose |lmin| / lmax are the given magnitudes (lmax 1)."""
     out = []

@@ -1,6 +1,7 @@
 """The shared verdict rules and the thresholds object, branch by branch on hand-built
 values (no training)."""
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from grokbook.experiments import thresholds as th
 from grokbook.experiments.verdicts import (MIN_SEEDS, WORDS, Verdict, from_interval, not_testable,
-                                           seeds_against_controls, share)
+                                           seed_interval, seeds_against_controls, share)
 
 
 # --- seeds against controls -------------------------------------------------------------
@@ -184,3 +185,10 @@ def test_every_chapter_takes_its_thresholds_from_the_one_object():
         code = "\n".join(c for c in cells if ":tags: [parameters]" not in c)
         literal = re.findall(r"(?:leave|reach|min_ratio)\s*=\s*[0-9.]+|>=\s*0\.9\d*\b", code)
         assert not literal, (chapter.name, literal)
+
+
+def test_seed_interval_brackets_the_mean_and_ignores_nan():
+    mean, lo, hi = seed_interval([1.0, 2.0, 3.0, float("nan"), 4.0])
+    assert mean == pytest.approx(2.5) and 1.0 <= lo < mean < hi <= 4.0
+    assert seed_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(v) for v in seed_interval([1.0, float("nan")]))

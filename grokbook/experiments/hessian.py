@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .verdicts import Verdict, from_interval, not_testable
+from .verdicts import Verdict, from_interval, not_testable, seed_interval
 
 #: Where the offline pool's rows live, relative to the repository.
 POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "hessian_p47.csv"
@@ -90,19 +90,6 @@ def log_contrast(at: Sequence[float], against: Sequence[float]) -> float:
     if a.size == 0 or b.size == 0:
         return float("nan")
     return float(np.log10(np.median(a) / np.median(b)))
-
-
-def seed_interval(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """``(mean, low, high)`` of per-seed values, with a 95% percentile bootstrap interval
-    over seeds (the seeds are the independent units). NaN values (a seed without spikes)
-    are left out; all NaN when fewer than two remain."""
-    from ..predict import bootstrap_ci
-
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float("nan"),) * 3
-    return bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed)
 
 
 def contrasts(rows: Sequence[dict[str, Any]], spike_factor: float, examples: Optional[int] = None
@@ -287,6 +274,7 @@ def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spi
     :data:`COLUMNS` (``config``: the run's config hash; ``loss``: the training loss at
     the step, nats)."""
     from ..sweeping import replays
+    from .records import step_code
 
     wanted: list[list[tuple[str, float, int]]] = []
     for i, (run, t) in enumerate(zip(runs, times)):
@@ -312,47 +300,27 @@ def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spi
                 if (step, n) not in pairs:
                     pairs[step, n] = eigenpair(run.config, got[step], n, tol=tol, float64=float64)
                 lmin, lmax = pairs[step, n]
-                rows.append(dict(config=run.config.hash(), seed=run.config.seed, t2=_step(t.t2), t4=_step(t.t4),
-                                 spike_factor=f, kind=kind,
+                rows.append(dict(config=run.config.hash(), seed=run.config.seed, t2=step_code(t.t2),
+                                 t4=step_code(t.t4), spike_factor=f, kind=kind,
                                  step=step, loss=float(loss[step]),
                                  examples=min(n, len(run.dataset().train_y)), lmin=lmin, lmax=lmax))
     return rows
 
 
-def _step(t: Optional[int]) -> int:
-    return -1 if t is None else int(t)
-
-
 def write_pool(rows: Sequence[dict[str, Any]], path: Path = POOL_FILE) -> Path:
-    """``rows`` (:data:`COLUMNS`) as the CSV file ``path``, atomically (the store's
-    writer: a symlink in its place is replaced, never followed)."""
-    import csv
-    import io
+    """``rows`` (:data:`COLUMNS`) as the CSV file ``path``, atomically."""
+    from .records import write_csv
 
-    from ..store import _write_atomic
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="raise")
-    w.writeheader()
-    w.writerows(rows)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(Path(path), buf.getvalue().encode(), framed=False)
-    return Path(path)
+    return write_csv(rows, COLUMNS, path)
 
 
 def read_pool(path: Path = POOL_FILE) -> list[dict[str, Any]]:
     """The offline pool's rows (:data:`COLUMNS`), or ``[]`` when the file is absent."""
-    import csv
+    from .records import read_csv
 
-    if not Path(path).exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
-    if missing:
-        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
-    conv = dict(seed=int, t2=int, t4=int, spike_factor=float, step=int, loss=float, examples=int, lmin=float, lmax=float)
-    return [{k: conv.get(k, str)(v) for k, v in r.items() if k in COLUMNS} for r in rows]
+    conv = dict(seed=int, t2=int, t4=int, spike_factor=float, step=int, loss=float, examples=int, lmin=float,
+                lmax=float)
+    return read_csv(path, COLUMNS, conv)
 
 
 def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any], spike_factor: float, examples: int,

@@ -253,6 +253,44 @@ def live_check_text(check: dict[str, Any], source: str) -> str:
             f"records'; this machine or torch does not reproduce them.")
 
 
+def step_code(t: Optional[int]) -> int:
+    """A phase time as a table stores it: the step, or -1 for never."""
+    return -1 if t is None else int(t)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike[str]) -> Path:
+    """``rows`` (exactly ``columns``) as the CSV file ``path``, atomically (the store's
+    writer: a symlink in its place is replaced, never followed): the measurement tables of
+    the offline pool (``data/pool/``)."""
+    import csv
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    w.writeheader()
+    w.writerows(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, buf.getvalue().encode(), framed=False)
+    return path
+
+
+def read_csv(path: str | os.PathLike[str], columns: Sequence[str], types: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a CSV file of :func:`write_csv` (``[]`` when it is absent), each column
+    converted by ``types[name]`` (``str`` when not named). ValueError, naming them, when
+    the file lacks some of ``columns``."""
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(columns) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+        return [{k: types.get(k, str)(r[k]) for k in columns} for r in reader]
+
+
 def corpus_dir(family: str) -> Path:
     """The directory of ``family``'s records in this repository (``data/corpus/<family>``;
     present where grokbook is installed from a clone, as the README's commands do)."""

@@ -9,7 +9,9 @@ rules every chapter shares:
   partly when some do;
 - :func:`from_interval`: a decision from an interval against a null value (an AUC
   against 0.5, a difference against 0);
-- :func:`not_testable`: the inputs cannot decide (too few seeds, nothing measured).
+- :func:`not_testable`: the inputs cannot decide (too few seeds, nothing measured);
+- :func:`seed_interval`: the mean of per-seed effects with a bootstrap interval over
+  seeds, the input of :func:`from_interval` where seeds are the independent units.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Sequence
+
+import numpy as np
 
 #: The verdict words, in the order the book reports them.
 WORDS = ("reproduced", "partly reproduced", "not reproduced", "reversed", "not specific",
@@ -122,6 +126,19 @@ def from_interval(estimate: float, low: float, high: float, null: float, *,
     if expected == "either" or (above and expected == "above") or (below and expected == "below"):
         return Verdict("reproduced", text)
     return Verdict("reversed", text + ": on the other side")
+
+
+def seed_interval(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of per-seed values, with a 95% percentile bootstrap interval
+    over seeds (the seeds are the independent units). NaN values (a seed without spikes)
+    are left out; all NaN when fewer than two remain."""
+    from ..predict import bootstrap_ci
+
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float("nan"),) * 3
+    return bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed)
 
 
 def too_small(n_fit: int, n_runs: int, steps: int, *, fitted: str = "fits its training set") -> Verdict | None:
