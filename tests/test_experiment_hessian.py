@@ -228,30 +228,40 @@ def test_magnitude_test_counts_seeds_and_trusts_only_an_agreeing_live_check():
 
 
 def test_the_pool_is_measured_at_the_chapters_defaults():
-    """benchmarks/hessian_pool.py trains chapter 7's default configuration on its fresh
-    seeds, with the chapter's settings: else the chapter would never read the pool."""
+    """benchmarks/pool.py trains the landscape chapters' default configuration on their
+    fresh seeds, with their settings: else a chapter would never read the pool."""
     import importlib.util
     from pathlib import Path
 
     from grokbook.experiments.thresholds import for_chapter
     from grokbook.notebooks import get_chapter
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "hessian_pool.py"
-    spec = importlib.util.spec_from_file_location("hessian_pool", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pool.py"
+    spec = importlib.util.spec_from_file_location("pool", path)
     pool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pool)
+    for name in ("grokking", "valleys", "trajectory", "hessian"):
+        c = {k: par.default for k, par in get_chapter(name).parameters.items()}
+        chapter = RunConfig(task=c["task"], p=c["p"], r=c["r"], n_layers=c["n_layers"], d_model=c["d_model"],
+                            n_heads=c["n_heads"], arch=c["arch"], layer_norm=c["layer_norm"], lr=c["lr"],
+                            weight_decay=c["weight_decay"], batch_size=c["batch_size"], steps=c["steps"])
+        assert pool.CONFIG == chapter, name
+        if "fresh_seeds" in c:
+            assert list(pool.SEEDS) == c["fresh_seeds"], name
+            assert not set(c["fresh_seeds"]) & set(c["seeds"])  # fresh: not the registered seeds
     d = {name: par.default for name, par in get_chapter("hessian").parameters.items()}
-    chapter = RunConfig(task=d["task"], p=d["p"], r=d["r"], n_layers=d["n_layers"], d_model=d["d_model"],
-                        n_heads=d["n_heads"], arch=d["arch"], layer_norm=d["layer_norm"], lr=d["lr"],
-                        weight_decay=d["weight_decay"], batch_size=d["batch_size"], steps=d["steps"])
-    assert pool.CONFIG == chapter and list(pool.SEEDS) == d["fresh_seeds"]
-    assert not set(d["fresh_seeds"]) & set(d["seeds"])  # fresh: not the registered seeds
     settings = dict(window=d["spike_window"], max_spikes=d["max_spikes"], tol=d["eig_tol"],
                     float64=d["hessian_float64"], leave=d["leave"], reach=d["reach"])
     assert settings == eh.POOL_SETTINGS
     assert d["spike_factor"] in eh.POOL_FACTORS and d["n_hvp_examples"] in eh.POOL_EXAMPLES
     th = for_chapter("07_hessian")
     assert (th.leave, th.reach) == (d["leave"], d["reach"])
+    from grokbook.experiments import trajectory as et, valleys as ev
+
+    v = {name: par.default for name, par in get_chapter("valleys").parameters.items()}
+    assert dict(n_points=v["n_segment"], leave=v["leave"], reach=v["reach"]) == ev.POOL_SETTINGS
+    t = {name: par.default for name, par in get_chapter("trajectory").parameters.items()}
+    assert dict(n_walks=t["n_walks"], leave=t["leave"], reach=t["reach"]) == et.POOL_SETTINGS
 
 
 def test_live_rows_stop_at_the_first_spike():

@@ -65,3 +65,34 @@ def test_verdict_of_rows_reads_the_schedule_and_threshold_asked():
     assert et.verdict_of_rows(rows, 1, planar=0.95).word == "reproduced"
     assert et.verdict_of_rows(rows, 1, key=" (even)").word == "not specific"
     assert "more than 95% in two" in et.verdict_of_rows(rows, 1, planar=0.95).reason
+
+
+def test_measure_planarity_under_both_schedules(tmp_path):
+    from grokbook import RunConfig
+    from grokbook.phases import PhaseTimes
+    from grokbook.training import fit
+
+    config = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=60, n_snapshots=10)
+    run = fit(config, progress=False)
+    rows = et.measure_planarity(run, PhaseTimes(1, 5, None, None), n_walks=3)
+    even = et.evenly_spaced(run.snapshot_steps, 60, 10)
+    assert [(r["schedule"], r["snapshots"]) for r in rows] == [("stored", len(run.snapshot_steps)),
+                                                               ("even", len(even))]
+    direct = et.planarity_row(run.snapshots.astype(np.float64)[even], 3)
+    assert rows[1]["planarity"] == direct["planarity"] and rows[1]["drift walk"] == direct["drift walk"]
+    assert rows[0]["t4"] == -1
+    back = et.read_pool(et.write_pool(rows, tmp_path / "t.csv"))
+    assert back == rows
+    assert et.pool_rows(back, [config]) == back and et.pool_rows(back, [config.replace(seed=5)]) is None
+
+
+def test_planarity_excess_and_its_verdict():
+    rows = [dict(seed=1, t4=900, schedule="even", planarity=0.95, **{"drift walk": 0.90}),
+            dict(seed=1, t4=900, schedule="stored", planarity=0.99, **{"drift walk": 0.80}),
+            dict(seed=2, t4=-1, schedule="even", planarity=0.99, **{"drift walk": 0.50})]
+    assert et.planarity_excess(rows, "even") == {1: pytest.approx(0.05)}  # seed 2 does not generalize
+    assert et.plane_verdict((0.05, 0.02, 0.08), (0.99, 0.985, 0.995), 5).word == "reproduced"
+    assert et.plane_verdict((0.05, 0.02, 0.08), (0.95, 0.93, 0.97), 5).word == "partly reproduced"
+    assert et.plane_verdict((0.0, -0.02, 0.03), (0.99, 0.985, 0.995), 5).word == "undecided"
+    assert et.plane_verdict((-0.05, -0.08, -0.02), (0.99, 0.985, 0.995), 5).word == "reversed"
+    assert et.plane_verdict((0.05, 0.02, 0.08), (0.99, 0.985, 0.995), 1).word == "not testable"

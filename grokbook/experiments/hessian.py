@@ -18,7 +18,7 @@ Two tests of the claim "lambda_min stays near 0 and turns negative at the slings
 
 :func:`measure_steps` computes the eigenvalues at the spikes, quiet steps and
 matched-loss steps of a set of runs (replayed in worker processes), the one path for the
-chapter's live seed and for the offline pool (``benchmarks/hessian_pool.py``), whose rows
+chapter's live seed and for the offline pool (``benchmarks/pool.py``), whose rows
 the chapter reads (:func:`pool_rows`).
 """
 
@@ -36,7 +36,7 @@ from .verdicts import Verdict, from_interval, not_testable, seed_interval
 #: Where the offline pool's rows live, relative to the repository.
 POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "hessian_p47.csv"
 
-#: How the pool was measured (``benchmarks/hessian_pool.py``): the spike finder's window
+#: How the pool was measured (``benchmarks/pool.py``): the spike finder's window
 #: (steps) and most spikes per run, the eigen-solver's tolerance and precision, and the
 #: thresholds of t2 and t4; its spike factors, and its examples in the Hessian (256 and
 #: every training example).
@@ -331,7 +331,7 @@ def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any], spike_fact
     measures them live)."""
     if set(settings) != set(POOL_SETTINGS) or any(settings[k] != v for k, v in POOL_SETTINGS.items()):
         return None
-    want = {c.hash() for c in configs}
-    got = [r for r in pool if r["config"] in want and math.isclose(r["spike_factor"], spike_factor)
-           and r["examples"] == examples]
-    return got if {r["config"] for r in got} == want else None
+    from .records import rows_of
+
+    return rows_of([r for r in pool if math.isclose(r["spike_factor"], spike_factor) and r["examples"] == examples],
+                   configs)

@@ -253,6 +253,15 @@ def live_check_text(check: dict[str, Any], source: str) -> str:
             f"records'; this machine or torch does not reproduce them.")
 
 
+def rows_of(table: Sequence[dict[str, Any]], configs: Sequence[RunConfig]) -> Optional[list[dict[str, Any]]]:
+    """The rows of a measurement table (each with a ``config`` hash) that belong to
+    ``configs``, or None unless every one of them has a row (then a chapter measures
+    them itself)."""
+    want = {c.hash() for c in configs}
+    got = [r for r in table if r["config"] in want]
+    return got if {r["config"] for r in got} == want else None
+
+
 def step_code(t: Optional[int]) -> int:
     """A phase time as a table stores it: the step, or -1 for never."""
     return -1 if t is None else int(t)

@@ -10,11 +10,12 @@ from the stored snapshots (no retraining), so planarity can be measured under bo
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .verdicts import Verdict, not_testable
+from .verdicts import Verdict, from_interval, not_testable
 
 #: The paper's planarity: more than this share of the variance in two components.
 PLANAR = 0.98
@@ -107,3 +108,78 @@ def verdict_of_rows(rows: Sequence[dict[str, Any]], n: int, *, key: str = "", pl
     return registered_verdict(count("grokking", is_planar), count("grokking", beats),
                               count("control", is_planar), count("control", beats), n,
                               not_grokking=not_grokking, leaky=leaky, planar=planar)
+
+
+#: Where the offline pool's rows live, relative to the repository.
+POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "trajectory_p47.csv"
+
+#: The pool's settings: walks of each null per run, and the thresholds of t4.
+POOL_SETTINGS = dict(n_walks=5, leave=0.2, reach=0.99)
+
+#: The columns of a row of :func:`measure_planarity` (one run under one schedule).
+COLUMNS = ("config", "seed", "t4", "schedule", "snapshots", "planarity", "isotropic walk", "isotropic walk sd",
+           "drift walk", "drift walk sd", "shuffled steps", "shuffled steps sd")
+
+
+def measure_planarity(run: Any, times: Any, n_walks: int) -> list[dict[str, Any]]:
+    """:func:`planarity_row` of a run's trajectory under both schedules (``schedule``:
+    ``"stored"``, every snapshot; ``"even"``, :func:`evenly_spaced`), as rows with
+    :data:`COLUMNS`."""
+    from .records import step_code
+
+    x = run.snapshots.astype(np.float64)
+    even = evenly_spaced(run.snapshot_steps, run.config.steps, run.config.n_snapshots)
+    rows = []
+    for schedule, pick in (("stored", np.arange(len(x))), ("even", even)):
+        row = planarity_row(x[pick], n_walks)
+        rows.append(dict(config=run.config.hash(), seed=run.config.seed, t4=step_code(times.t4), schedule=schedule,
+                         snapshots=len(pick), **{k: row[k] for k in COLUMNS[5:]}))
+    return rows
+
+
+def planarity_excess(rows: Sequence[dict[str, Any]], schedule: str) -> dict[int, float]:
+    """Per seed that generalizes (``t4 >= 0``): its planarity minus its drift walks' mean
+    under ``schedule`` (a share of the variance; > 0: more planar than a walk with the
+    same steps and the same drift)."""
+    return {int(r["seed"]): float(r["planarity"]) - float(r["drift walk"]) for r in rows
+            if r["schedule"] == schedule and int(r["t4"]) >= 0}
+
+
+def plane_verdict(excess: tuple[float, float, float], planarity: tuple[float, float, float], n_seeds: int,
+                  planar: float = PLANAR) -> Verdict:
+    """The second test's verdict from ``(mean, low, high)`` over seeds of
+    :func:`planarity_excess` and of the planarity itself: reproduced when the excess's
+    interval lies above 0 and the planarity's above ``planar``; partly when only the
+    first holds; otherwise the excess's own word (undecided, reversed). Not testable with
+    fewer than 2 seeds."""
+    if n_seeds < 2:
+        return not_testable(f"{n_seeds} fresh seed(s) that generalize: need 2")
+    first = from_interval(*excess, 0.0, what="planarity minus the drift walk's (mean over seeds)")
+    second = from_interval(*planarity, planar, what="planarity (mean over seeds)")
+    if first.word != "reproduced":
+        return Verdict(first.word, f"{first.reason}; {second.reason}")
+    return Verdict("reproduced" if second.word == "reproduced" else "partly reproduced",
+                   f"{first.reason}; {second.reason}")
+
+
+def write_pool(rows: Sequence[dict[str, Any]], path: Path = POOL_FILE) -> Path:
+    """``rows`` (:data:`COLUMNS`) as the CSV file ``path``, atomically."""
+    from .records import write_csv
+
+    return write_csv(rows, COLUMNS, path)
+
+
+def read_pool(path: Path = POOL_FILE) -> list[dict[str, Any]]:
+    """The pool's rows, or ``[]`` when the file is absent."""
+    from .records import read_csv
+
+    types = {k: float for k in COLUMNS[5:]}
+    types.update(seed=int, t4=int, snapshots=int)
+    return read_csv(path, COLUMNS, types)
+
+
+def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any]) -> Optional[list[dict[str, Any]]]:
+    """The pool's rows of ``configs``, or None unless every one of them is there."""
+    from .records import rows_of
+
+    return rows_of(pool, configs)

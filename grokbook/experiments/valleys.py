@@ -25,7 +25,7 @@ PAIRS = ("escape", "memorizing", "generalized")
 #: Where the offline pool's rows live, relative to the repository.
 POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "valleys_p47.csv"
 
-#: How the pool was measured (``benchmarks/valleys_pool.py``): points on a segment, and
+#: How the pool was measured (``benchmarks/pool.py``): points on a segment, and
 #: the thresholds of t2, t3 and t4.
 POOL_SETTINGS = dict(n_points=21, leave=0.2, reach=0.99)
 
@@ -192,9 +192,9 @@ def read_pool(path: Path = POOL_FILE) -> list[dict[str, Any]]:
 
 def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any]) -> Optional[list[dict[str, Any]]]:
     """The pool's rows of ``configs``, or None unless every one of them is there."""
-    want = {c.hash() for c in configs}
-    got = [r for r in pool if r["config"] in want]
-    return got if {r["config"] for r in got} == want else None
+    from .records import rows_of
+
+    return rows_of(pool, configs)
 
 
 def agrees(recorded: dict[str, Any], measured: dict[str, Any], rtol: float = 1e-9) -> bool:

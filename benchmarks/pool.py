@@ -1,0 +1,94 @@
+"""The landscape chapters' pool of fresh seeds, offline (issue 32): grokking runs of
+chapter 1's configuration on seeds no test of the book had used (100-104), trained
+through the run store (``$GROKBOOK_HOME``) and measured for each chapter that reads them:
+
+- ``hessian`` (chapter 7, ``data/pool/hessian_p47.csv``): the loss spikes after t2 (spike
+  factors 3, 5 and 10), the quiet steps between them and the initial descent's steps at
+  the spikes' loss, and the extreme eigenvalues of the Hessian there, on the chapter's
+  256-example subset and on the whole training set (the runs replayed to those steps);
+- ``valleys`` (chapter 5, ``data/pool/valleys_p47.csv``): the training-loss barrier on
+  the segment that leaves the memorizing phase and on one segment within each phase;
+- ``trajectory`` (chapter 6, ``data/pool/trajectory_p47.csv``): planarity and its nulls
+  under both snapshot schedules.
+
+Each file is rewritten atomically after each seed, and a seed already in it is skipped,
+so the script resumes.
+
+    python benchmarks/pool.py [--parts hessian valleys trajectory] [--seeds 100 ...] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from grokbook import RunConfig, RunStore
+from grokbook.experiments import hessian as eh, trajectory as et, valleys as ev
+from grokbook.experiments.thresholds import for_chapter
+from grokbook.phases import run_phase_times
+
+#: Chapter 1's default configuration, which chapters 5-7 share (a test keeps it equal
+#: to their parameters cells).
+CONFIG = RunConfig(task="add", p=47, r=0.5, n_layers=2, d_model=64, n_heads=4, arch="book", layer_norm=False,
+                   lr=0.003, weight_decay=1.0, batch_size=0, steps=4000)
+SEEDS = (100, 101, 102, 103, 104)
+
+
+def measure_hessian(run, times):
+    s = eh.POOL_SETTINGS
+    return eh.measure_steps([run], [times], window=s["window"], spike_factors=eh.POOL_FACTORS,
+                            max_spikes=s["max_spikes"], examples=eh.POOL_EXAMPLES, tol=s["tol"],
+                            float64=s["float64"], processes=1)
+
+
+def measure_valleys(run, times):
+    moment = ev.moment_steps(run.snapshot_steps, times.t2, times.t4)[1]
+    return ev.measure_barriers(run, times, moment, ev.POOL_SETTINGS["n_points"])
+
+
+def measure_trajectory(run, times):
+    return et.measure_planarity(run, times, et.POOL_SETTINGS["n_walks"])
+
+
+#: part -> (module, chapter, measure(run, times) -> rows)
+PARTS = {"hessian": (eh, "07_hessian", measure_hessian), "valleys": (ev, "05_valleys", measure_valleys),
+         "trajectory": (et, "06_trajectory", measure_trajectory)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    store = RunStore()
+    for part in args.parts:
+        module, chapter, measure = PARTS[part]
+        th = for_chapter(chapter)
+        if (th.leave, th.reach) != (module.POOL_SETTINGS["leave"], module.POOL_SETTINGS["reach"]):
+            raise SystemExit(f"{chapter}'s thresholds {th} are not the pool's {module.POOL_SETTINGS}")
+        rows = module.read_pool()
+        for seed in args.seeds:
+            config = CONFIG.replace(seed=seed)
+            if any(r["config"] == config.hash() for r in rows):
+                continue
+            start = time.perf_counter()
+            run = store.get_or_train(config)
+            times = run_phase_times(run, leave=th.leave, reach=th.reach)
+            new = measure(run, times)
+            rows += new
+            module.write_pool(rows)
+            print(f"{part} seed {seed}: {times}, {len(new)} rows, {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"{datetime.date.today().isoformat()} python benchmarks/pool.py {' '.join(sys.argv[1:])}; "
+          f"{platform.machine()} {os.cpu_count()} cores, {args.threads} thread(s), torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
