@@ -14,6 +14,9 @@
   replayed from stored runs);
 - :mod:`~grokbook.experiments.paper`: each chapter's parameters against the paper's;
 - :mod:`~grokbook.experiments.parameters`: a chapter's parameters as one dataclass;
-- one module per chapter moved into this layer: :mod:`~grokbook.experiments.data_fraction`
-  (chapter 10).
+- one module per chapter moved into this layer: :mod:`~grokbook.experiments.valleys`
+  (chapter 5), :mod:`~grokbook.experiments.trajectory` (chapter 6),
+  :mod:`~grokbook.experiments.hessian` (chapter 7), :mod:`~grokbook.experiments.data_fraction`
+  (chapter 10): their measurements, verdicts (the registered one as registered, and the
+  second test on fresh seeds) and the offline pool's tables (``data/pool/``).
 """
