@@ -1,5 +1,6 @@
 """The landscape chapters' pool of fresh seeds, offline (issue 32): grokking runs of
-chapter 1's configuration on seeds no test of the book had used (100-104), trained
+chapter 1's configuration on seeds no test of the book had used (100-104, each setting
+the initialisation and the data split, as the chapters' seeds do), trained
 through the run store (``$GROKBOOK_HOME``) and measured for each chapter that reads them:
 
 - ``hessian`` (chapter 7, ``data/pool/hessian_p47.csv``): the loss spikes after t2 (spike
@@ -9,7 +10,10 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 - ``valleys`` (chapter 5, ``data/pool/valleys_p47.csv``): the training-loss barrier on
   the segment that leaves the memorizing phase and on one segment within each phase;
 - ``trajectory`` (chapter 6, ``data/pool/trajectory_p47.csv``): planarity and its nulls
-  under both snapshot schedules.
+  under both snapshot schedules;
+- ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
+  but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
+  that the build replays one of them (not part of the default ``--parts``).
 
 Each file is rewritten atomically after each seed, and a seed already in it is skipped,
 so the script resumes.
@@ -25,10 +29,12 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from grokbook import RunConfig, RunStore
+from grokbook.sweeping import replicates
 from grokbook.experiments import hessian as eh, trajectory as et, valleys as ev
 from grokbook.experiments.thresholds import for_chapter
 from grokbook.phases import run_phase_times
@@ -56,6 +62,35 @@ def measure_trajectory(run, times):
     return et.measure_planarity(run, times, et.POOL_SETTINGS["n_walks"])
 
 
+def registered(store, out) -> None:
+    """Chapter 7's registered seeds (0-2): its spike rows as the chapter computes them
+    (the same subsets, replays and eigenvalues), recorded so that the build replays one
+    seed live instead of all three."""
+    s = eh.REGISTERED_SETTINGS
+    th = for_chapter("07_hessian")
+    if (th.leave, th.reach) != (s["leave"], s["reach"]):
+        raise SystemExit(f"07_hessian's thresholds {th} are not the record's {s}")
+    from grokbook.tasks import make_dataset
+
+    configs = replicates([CONFIG], s["seeds"])
+    controls = [c.replace(r=s["control_r"]) for c in configs]
+    idx = eh.drawn_subsets([len(make_dataset(c).train_y) for c in configs + controls], s["n_hvp"])
+    rows = []
+    for k, config in enumerate(configs):
+        start = time.perf_counter()
+        run = store.get_or_train(config)
+        t2 = run_phase_times(run, leave=th.leave, reach=th.reach).t2 or 0
+        spikes, quiet = eh.spike_and_quiet_steps(run.metrics["train_loss"], t2, window=s["window"],
+                                                 spike_factor=s["spike_factor"], max_spikes=s["max_spikes"])
+        from grokbook.training import replay_weights
+
+        weights = replay_weights([config], spikes + quiet)[0]
+        rows += eh.spike_rows(run, spikes, quiet, weights, idx[k], tol=s["tol"], float64=s["float64"])
+        eh.write_registered(rows, out / eh.REGISTERED_FILE.name)
+        print(f"registered seed {config.seed}: spikes {spikes}, quiet {quiet}, {time.perf_counter() - start:.0f} s",
+              flush=True)
+
+
 #: part -> (module, chapter, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", measure_hessian), "valleys": (ev, "05_valleys", measure_valleys),
          "trajectory": (et, "06_trajectory", measure_trajectory)}
@@ -63,20 +98,26 @@ PARTS = {"hessian": (eh, "07_hessian", measure_hessian), "valleys": (ev, "05_val
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered"], default=list(PARTS),
+                    help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     store = RunStore()
     for part in args.parts:
+        if part == "registered":
+            registered(store, args.out)
+            continue
         module, chapter, measure = PARTS[part]
         th = for_chapter(chapter)
         if (th.leave, th.reach) != (module.POOL_SETTINGS["leave"], module.POOL_SETTINGS["reach"]):
             raise SystemExit(f"{chapter}'s thresholds {th} are not the pool's {module.POOL_SETTINGS}")
-        rows = module.read_pool()
-        for seed in args.seeds:
-            config = CONFIG.replace(seed=seed)
+        path = args.out / module.POOL_FILE.name
+        rows = module.read_pool(path)
+        for config in replicates([CONFIG], args.seeds):
+            seed = config.seed
             if any(r["config"] == config.hash() for r in rows):
                 continue
             start = time.perf_counter()
@@ -84,7 +125,7 @@ def main() -> None:
             times = run_phase_times(run, leave=th.leave, reach=th.reach)
             new = measure(run, times)
             rows += new
-            module.write_pool(rows)
+            module.write_pool(rows, path)
             print(f"{part} seed {seed}: {times}, {len(new)} rows, {time.perf_counter() - start:.0f} s", flush=True)
     print(f"{datetime.date.today().isoformat()} python benchmarks/pool.py {' '.join(sys.argv[1:])}; "
           f"{platform.machine()} {os.cpu_count()} cores, {args.threads} thread(s), torch {torch.__version__}")

@@ -271,3 +271,48 @@ def test_live_rows_stop_at_the_first_spike():
     assert [(r["kind"], r["step"]) for r in eh.live_rows(rows, 1)] == [("spike", 400), ("matched", 30)]
     assert eh.live_rows(rows, 2) == [rows[-1]]  # no spike: every row
     assert eh.live_rows(rows, 3) == []
+
+
+def test_drawn_subsets_are_one_generator_in_order():
+    got = eh.drawn_subsets([30, 20, 30], 8)
+    gen = torch.Generator().manual_seed(0)  # the registered chapter's own loop
+    want = [torch.randperm(n, generator=gen)[:8] for n in (30, 20, 30)]
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert not torch.equal(got[0], got[2])  # the same size, drawn later: another subset
+
+
+def test_spike_rows_on_given_examples_match_a_dense_hessian(tiny_run):
+    snaps = [int(s) for s in tiny_run.snapshot_steps]
+    idx = torch.tensor([0, 3, 5, 7, 11, 13])
+    weights = {s: tiny_run.snapshots[k] for k, s in enumerate(snaps)}
+    rows = eh.spike_rows(tiny_run, [snaps[2]], [snaps[3]], weights, idx, tol=1e-6)
+    assert [(r["kind"], r["step"]) for r in rows] == [("spike", snaps[2]), ("quiet", snaps[3])]
+    data = tiny_run.dataset()
+    for r in rows:
+        model = tiny_run.model_with(weights[r["step"]]).double()
+        named = list(model.named_parameters())
+        sizes = [p.numel() for _, p in named]
+
+        def f(flat):
+            ws = {k: t.view_as(p) for (k, p), t in zip(named, flat.split(sizes))}
+            return loss_fn(TINY, functional_call(model, ws, (data.train_x[idx],)), data.train_y[idx])
+
+        flat0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+        eig = np.linalg.eigvalsh(torch.autograd.functional.hessian(f, flat0, vectorize=True).numpy())
+        width = eig[-1] - eig[0]
+        assert abs(r["lmin"] - eig[0]) < 1e-5 * width and abs(r["lmax"] - eig[-1]) < 1e-5 * width
+
+
+def test_registered_record_round_trip_and_the_live_comparison(tmp_path):
+    rows = [dict(config=TINY.hash(), seed=0, kind="spike", step=40, loss=2.5, lmin=-300.0, lmax=900.0),
+            dict(config=TINY.hash(), seed=0, kind="quiet", step=45, loss=0.01, lmin=-0.1, lmax=12.0)]
+    back = eh.read_registered(eh.write_registered(rows, tmp_path / "r.csv"))
+    assert back == rows
+    s = dict(eh.REGISTERED_SETTINGS)
+    assert eh.registered_record(back, [TINY], s) == rows
+    assert eh.registered_record(back, [TINY, TINY.replace(seed=1)], s) is None  # a seed not recorded
+    assert eh.registered_record(back, [TINY], dict(s, n_hvp=128)) is None  # measured otherwise
+    assert eh.rows_differ(rows, rows) == 0.0
+    moved = [dict(rows[0], lmin=-300.0 + 1.2), rows[1]]
+    assert eh.rows_differ(rows, moved) == pytest.approx(1.2 / 1200.0)
+    assert eh.rows_differ(rows, rows[:1]) == float("inf")  # other steps

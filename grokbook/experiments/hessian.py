@@ -44,6 +44,14 @@ POOL_SETTINGS = dict(window=100, max_spikes=3, tol=1e-3, float64=True, leave=0.2
 POOL_FACTORS = (3.0, 5.0, 10.0)
 POOL_EXAMPLES = (256, 100_000)
 
+#: The registered test's spike rows of the registered seeds, recorded offline so that the
+#: build replays one of them live, not all (``benchmarks/pool.py --parts registered``).
+REGISTERED_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "hessian_registered_p47.csv"
+REGISTERED_COLUMNS = ("config", "seed", "kind", "step", "loss", "lmin", "lmax")
+#: The chapter's parameters the record holds (its defaults).
+REGISTERED_SETTINGS = dict(seeds=(0, 1, 2), control_r=0.15, n_hvp=256, window=100, spike_factor=5.0, max_spikes=3,
+                           tol=1e-3, float64=True, leave=0.2, reach=0.99)
+
 #: The columns of a row of :func:`measure_steps` (one eigenvalue pair at one step).
 #: ``t2``, ``t4``: the run's phase times (-1: never), at the chapter's thresholds.
 COLUMNS = ("config", "seed", "t2", "t4", "spike_factor", "kind", "step", "loss", "examples", "lmin", "lmax")
@@ -211,15 +219,21 @@ def hessian_subset(config: Any, n: int) -> tuple[Any, Any]:
 
 
 def eigenpair(config: Any, weights: np.ndarray, n_examples: int, *, tol: float,
-              float64: bool = True) -> tuple[float, float]:
+              float64: bool = True, idx: Any = None) -> tuple[float, float]:
     """``(lambda_min, lambda_max)`` of the Hessian of the training loss of ``config`` on
-    :func:`hessian_subset` of ``n_examples`` examples, at the flat ``weights`` ``(P,)``
+    :func:`hessian_subset` of ``n_examples`` examples (or on the training examples
+    ``idx``, when given), at the flat ``weights`` ``(P,)``
     (:func:`grokbook.hessian.extreme_eigenvalues` at ``tol``, in float64 by default)."""
     from ..hessian import extreme_eigenvalues
     from ..run import model_with
+    from ..tasks import make_dataset
     from ..trainer import loss_fn
 
-    x, y = hessian_subset(config, n_examples)
+    if idx is None:
+        x, y = hessian_subset(config, n_examples)
+    else:
+        data = make_dataset(config)
+        x, y = data.train_x[idx], data.train_y[idx]
     model = model_with(config, weights)
     return extreme_eigenvalues(model.double() if float64 else model, x, y,
                                functools.partial(loss_fn, config), tol=tol)
@@ -255,6 +269,69 @@ def live_check(recorded: Sequence[dict[str, Any]], config: Any, weights: dict[in
     diff = max((max(abs(lmin - r["lmin"]), abs(lmax - r["lmax"])) / (r["lmax"] - r["lmin"])
                 for (lmin, lmax), r in pairs.values()), default=float("nan"))
     return dict(n=len(pairs), max_diff=float(diff), agrees=bool(diff <= LIVE_TOLERANCE))
+
+
+def drawn_subsets(sizes: Sequence[int], n: int, seed: int = 0) -> list[Any]:
+    """The registered test's Hessian subsets: for training sets of ``sizes`` examples, in
+    order (the chapter's grokking runs, then its controls), ``n`` indices each, all drawn
+    from one generator seeded ``seed`` (a run's subset depends on the runs before it)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randperm(size, generator=gen)[:n] for size in sizes]
+
+
+def spike_rows(run: Any, spikes: Sequence[int], quiet: Sequence[int], weights: dict[int, np.ndarray], idx: Any, *,
+               tol: float, float64: bool = True) -> list[dict[str, Any]]:
+    """The registered test's rows for one grokking run: at each of its ``spikes`` and
+    ``quiet`` steps (weights replayed there: ``{step: (P,)}``) the extreme eigenvalues of
+    the Hessian on its training examples ``idx`` (:func:`drawn_subsets`), with
+    :data:`REGISTERED_COLUMNS`."""
+    rows = []
+    for kind, steps in (("spike", spikes), ("quiet", quiet)):
+        for step in steps:
+            lmin, lmax = eigenpair(run.config, weights[step], len(idx), tol=tol, float64=float64, idx=idx)
+            rows.append(dict(config=run.config.hash(), seed=run.config.seed, kind=kind, step=int(step),
+                             loss=float(run.metrics["train_loss"][step]), lmin=lmin, lmax=lmax))
+    return rows
+
+
+def rows_differ(recorded: Sequence[dict[str, Any]], measured: Sequence[dict[str, Any]]) -> float:
+    """The largest difference of either extreme between recorded and re-measured rows of
+    the same steps, over the spectrum's width (``inf`` when their steps differ)."""
+    key = lambda r: (r["kind"], int(r["step"]))  # noqa: E731
+    a, b = {key(r): r for r in recorded}, {key(r): r for r in measured}
+    if set(a) != set(b) or not a:
+        return float("inf")
+    return max(max(abs(a[k]["lmin"] - b[k]["lmin"]), abs(a[k]["lmax"] - b[k]["lmax"])) / (a[k]["lmax"] - a[k]["lmin"])
+               for k in a)
+
+
+def write_registered(rows: Sequence[dict[str, Any]], path: Optional[Path] = None) -> Path:
+    """The registered seeds' spike rows (:data:`REGISTERED_COLUMNS`) as a CSV file."""
+    from .records import write_csv
+
+    return write_csv(rows, REGISTERED_COLUMNS, path or REGISTERED_FILE)
+
+
+def read_registered(path: Optional[Path] = None) -> list[dict[str, Any]]:
+    """The registered seeds' recorded spike rows, or ``[]`` when the file is absent."""
+    from .records import read_csv
+
+    return read_csv(path or REGISTERED_FILE, REGISTERED_COLUMNS,
+                    dict(seed=int, step=int, loss=float, lmin=float, lmax=float))
+
+
+def registered_record(rows: Sequence[dict[str, Any]], configs: Sequence[Any],
+                      settings: dict[str, Any]) -> Optional[list[dict[str, Any]]]:
+    """The recorded spike rows of the grokking runs ``configs``, or None when the record
+    lacks one of them or was measured with other ``settings`` than
+    :data:`REGISTERED_SETTINGS` (then every seed is replayed live)."""
+    from .records import rows_of
+
+    if settings != REGISTERED_SETTINGS:
+        return None
+    return rows_of(rows, configs)
 
 
 def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spike_factors: Sequence[float],
