@@ -72,6 +72,7 @@ def test_barrier_excess_and_its_verdict():
     rows += [dict(seed=9, pair="escape", barrier=1.0)]
     got = ev.barrier_excess(rows)
     assert got[0] == 2.0 and got[1] == pytest.approx(1.8) and got[2] == -0.5 and math.isnan(got[9])
+    assert ev.barrier_excess(rows, ["memorizing"])[2] == -0.5 and ev.barrier_excess(rows, ["generalized"])[2] == 0.5
     assert ev.barrier_verdict((1.0, 0.2, 1.8), 3).word == "reproduced"
     assert ev.barrier_verdict((0.2, -0.3, 0.8), 3).word == "undecided"
     assert ev.barrier_verdict((-1.0, -1.5, -0.2), 3).word == "reversed"

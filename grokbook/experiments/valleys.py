@@ -122,13 +122,15 @@ def measure_barriers(run: Any, times: Any, moment: int, n_points: int) -> list[d
     return rows
 
 
-def barrier_excess(rows: Sequence[dict[str, Any]]) -> dict[int, float]:
-    """Per seed: the escape segment's barrier minus the larger of the two within-phase
-    barriers (nats); NaN for a seed without all three segments."""
+def barrier_excess(rows: Sequence[dict[str, Any]], against: Sequence[str] = PAIRS[1:]) -> dict[int, float]:
+    """Per seed: the escape segment's barrier minus the larger of the within-phase
+    barriers named in ``against`` (nats; by default both); NaN for a seed that lacks one
+    of those segments."""
     out = {}
     for s in sorted({int(r["seed"]) for r in rows}):
         b = {r["pair"]: float(r["barrier"]) for r in rows if int(r["seed"]) == s}
-        out[s] = b["escape"] - max(b["memorizing"], b["generalized"]) if set(PAIRS) <= set(b) else float("nan")
+        need = {"escape", *against}
+        out[s] = b["escape"] - max(b[p] for p in against) if need <= set(b) else float("nan")
     return out
 
 
