@@ -192,3 +192,14 @@ def test_seed_interval_brackets_the_mean_and_ignores_nan():
     assert mean == pytest.approx(2.5) and 1.0 <= lo < mean < hi <= 4.0
     assert seed_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
     assert all(math.isnan(v) for v in seed_interval([1.0, float("nan")]))
+
+
+def test_outcomes_untestable_names_the_seeds_and_lets_the_controls_win():
+    from grokbook.experiments.verdicts import outcomes_untestable
+
+    assert outcomes_untestable([], []) is None
+    v = outcomes_untestable([], [3], fail="do not both memorize and generalize")
+    assert v.word == "not testable" and v.reason == ("the grokking runs of seeds [3] do not both memorize and "
+                                                     "generalize with these parameters")
+    v = outcomes_untestable([1], [3])
+    assert v.reason == "the controls of seeds [1] generalize within the budget (lower control_r)"

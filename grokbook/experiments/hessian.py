@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .verdicts import Verdict, from_interval, not_testable, seed_interval
+from .verdicts import Verdict, from_interval, not_testable, outcomes_untestable, seed_interval
 
 #: Where the offline pool's rows live, relative to the repository.
 POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "hessian_p47.csv"
@@ -187,11 +187,9 @@ def registered_verdict(med_grokking: Sequence[float], med_control: Sequence[floa
     Reproduced when both hold, partly when one does; without spikes part 2 cannot be
     made and part 1 alone decides (partly or not). Not testable when a grokking run does
     not generalize or a control does (``leaky`` wins)."""
-    if leaky:
-        return not_testable(f"the controls of seeds {list(leaky)} generalize within the budget "
-                            "(lower control_r)")
-    if missing:
-        return not_testable(f"the grokking runs of seeds {list(missing)} do not generalize with these parameters")
+    untestable = outcomes_untestable(leaky, missing)
+    if untestable is not None:
+        return untestable
     larger = bool(med_grokking) and bool(med_control) and min(med_grokking) > max(med_control)
     part1 = (f"median |lambda_min / lambda_max| larger in every grokking run than in every control: "
              f"{'yes' if larger else 'no'}")
@@ -371,7 +369,7 @@ def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spi
     rows = []
     for run, t, w, got in zip(runs, times, wanted, weights):
         pairs: dict[tuple[int, int], tuple[float, float]] = {}
-        loss = run.metrics["train_loss"]
+        loss, n_train = run.metrics["train_loss"], len(run.dataset().train_y)
         for kind, f, step in w:
             for n in examples:
                 if (step, n) not in pairs:
@@ -380,7 +378,7 @@ def measure_steps(runs: Sequence[Any], times: Sequence[Any], *, window: int, spi
                 rows.append(dict(config=run.config.hash(), seed=run.config.seed, t2=step_code(t.t2),
                                  t4=step_code(t.t4), spike_factor=f, kind=kind,
                                  step=step, loss=float(loss[step]),
-                                 examples=min(n, len(run.dataset().train_y)), lmin=lmin, lmax=lmax))
+                                 examples=min(n, n_train), lmin=lmin, lmax=lmax))
     return rows
 
 

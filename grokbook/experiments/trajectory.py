@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .verdicts import Verdict, from_interval, not_testable
+from .verdicts import Verdict, from_interval, not_testable, outcomes_untestable
 
 #: The paper's planarity: more than this share of the variance in two components.
 PLANAR = 0.98
@@ -73,11 +73,9 @@ def registered_verdict(g_planar: int, g_beats: int, c_planar: int, c_beats: int,
     "reproduced, but not specific to grokking"), partly when they pass one, not
     reproduced otherwise; not testable when a grokking run does not generalize
     (``not_grokking``) or a control does (``leaky``, which wins)."""
-    if leaky:
-        return not_testable(f"the controls of seeds {list(leaky)} generalize within the budget (lower control_r)")
-    if not_grokking:
-        return not_testable(f"the 'grokking' runs of seeds {list(not_grokking)} do not generalize with these "
-                            "parameters")
+    untestable = outcomes_untestable(leaky, not_grokking, runs="'grokking' runs")
+    if untestable is not None:
+        return untestable
     parts = []
     for label, gk, ck in ((f"more than {100 * planar:g}% in two components", g_planar, c_planar),
                           ("more planar than the drift-keeping nulls", g_beats, c_beats)):

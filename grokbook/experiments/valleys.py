@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .verdicts import Verdict, from_interval, not_testable
+from .verdicts import Verdict, from_interval, not_testable, outcomes_untestable
 
 #: The three segments of a run: leaving the memorizing phase, and one within each phase.
 PAIRS = ("escape", "memorizing", "generalized")
@@ -154,11 +154,9 @@ def registered_verdict(counts: dict[str, tuple[int, int]], n: int, *, missing: S
     it and some control fails it; reproduced when all three are found, partly when some
     are. Not testable when a grokking run does not both memorize and generalize
     (``missing``) or a control generalizes (``leaky``, which wins)."""
-    if leaky:
-        return not_testable(f"the controls of seeds {list(leaky)} generalize within the budget (lower control_r)")
-    if missing:
-        return not_testable(f"the grokking runs of seeds {list(missing)} do not both memorize and generalize "
-                            "with these parameters")
+    untestable = outcomes_untestable(leaky, missing, fail="do not both memorize and generalize")
+    if untestable is not None:
+        return untestable
     names = {"valley": "a valley around the memorizing weights",
              "flat": "a flat stretch of memorizing solutions",
              "escape": "a way out that keeps the training set fitted and generalizes"}

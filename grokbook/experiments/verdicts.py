@@ -60,6 +60,19 @@ def _count(name: str, k: int, n: int) -> None:
         raise ValueError(f"{name} = {k} must be a whole number between 0 and {n}")
 
 
+def outcomes_untestable(leaky: Sequence[int], missing: Sequence[int], *, runs: str = "grokking runs",
+                        fail: str = "do not generalize") -> "Verdict | None":
+    """"Not testable" when a matched control generalized within the budget (``leaky``,
+    its seeds; this wins) or a run under test did not do what the claim is about
+    (``missing``, its seeds; ``runs`` names them, ``fail`` says what they did not do);
+    None when neither (the chapter's own rules decide)."""
+    if leaky:
+        return not_testable(f"the controls of seeds {list(leaky)} generalize within the budget (lower control_r)")
+    if missing:
+        return not_testable(f"the {runs} of seeds {list(missing)} {fail} with these parameters")
+    return None
+
+
 def seeds_against_controls(runs_hold: int, controls_hold: int, n_runs: int,
                            n_controls: int | None = None, *, what: str = "runs",
                            min_seeds: int = MIN_SEEDS) -> Verdict:
