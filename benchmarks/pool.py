@@ -11,6 +11,9 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   the segment that leaves the memorizing phase and on one segment within each phase;
 - ``trajectory`` (chapter 6, ``data/pool/trajectory_p47.csv``): planarity and its nulls
   under both snapshot schedules;
+- ``pictures`` (chapter 6, ``data/pool/pictures_p47.csv``): the shape of the memorizing
+  stretch (t2 to t4, evenly spaced snapshots) and the barriers on its chord and along it,
+  the signatures of the talk's three pictures;
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -18,7 +21,7 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 Each file is rewritten atomically after each seed, and a seed already in it is skipped,
 so the script resumes.
 
-    python benchmarks/pool.py [--parts hessian valleys trajectory] [--seeds 100 ...] [--threads 1]
+    python benchmarks/pool.py [--parts hessian valleys trajectory pictures] [--seeds 100 ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def measure_trajectory(run, times):
     return et.measure_planarity(run, times, et.POOL_SETTINGS["n_walks"])
 
 
+def measure_pictures(run, times):
+    row = et.measure_picture(run, times)
+    return [] if row is None else [row]
+
+
 def registered(store, out) -> None:
     """Chapter 7's registered seeds (0-2): its spike rows as the chapter computes them
     (the same subsets, replays and eigenvalues), recorded so that the build replays one
@@ -91,9 +99,12 @@ def registered(store, out) -> None:
               flush=True)
 
 
-#: part -> (module, chapter, measure(run, times) -> rows)
-PARTS = {"hessian": (eh, "07_hessian", measure_hessian), "valleys": (ev, "05_valleys", measure_valleys),
-         "trajectory": (et, "06_trajectory", measure_trajectory)}
+#: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
+PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
+         "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
+         "trajectory": (et, "06_trajectory", et.POOL_FILE, et.read_pool, et.write_pool, measure_trajectory),
+         "pictures": (et, "06_trajectory", et.PICTURE_POOL_FILE, et.read_pictures, et.write_pictures,
+                      measure_pictures)}
 
 
 def main() -> None:
@@ -110,22 +121,24 @@ def main() -> None:
         if part == "registered":
             registered(store, args.out)
             continue
-        module, chapter, measure = PARTS[part]
+        module, chapter, file, read, write, measure = PARTS[part]
         th = for_chapter(chapter)
         if (th.leave, th.reach) != (module.POOL_SETTINGS["leave"], module.POOL_SETTINGS["reach"]):
             raise SystemExit(f"{chapter}'s thresholds {th} are not the pool's {module.POOL_SETTINGS}")
-        path = args.out / module.POOL_FILE.name
-        rows = module.read_pool(path)
+        path = args.out / file.name
+        rows = read(path)
+        done = set()
         for config in replicates([CONFIG], args.seeds):
             seed = config.seed
-            if any(r["config"] == config.hash() for r in rows):
+            if config.hash() in done or any(r["config"] == config.hash() for r in rows):
                 continue
             start = time.perf_counter()
             run = store.get_or_train(config)
             times = run_phase_times(run, leave=th.leave, reach=th.reach)
             new = measure(run, times)
             rows += new
-            module.write_pool(rows, path)
+            done.add(config.hash())  # a seed without rows (no stretch) is not measured twice
+            write(rows, path)
             print(f"{part} seed {seed}: {times}, {len(new)} rows, {time.perf_counter() - start:.0f} s", flush=True)
     print(f"{datetime.date.today().isoformat()} python benchmarks/pool.py {' '.join(sys.argv[1:])}; "
           f"{platform.machine()} {os.cpu_count()} cores, {args.threads} thread(s), torch {torch.__version__}")

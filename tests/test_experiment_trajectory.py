@@ -96,3 +96,84 @@ def test_planarity_excess_and_its_verdict():
     assert et.plane_verdict((0.0, -0.02, 0.03), (0.99, 0.985, 0.995), 5).word == "undecided"
     assert et.plane_verdict((-0.05, -0.08, -0.02), (0.99, 0.985, 0.995), 5).word == "reversed"
     assert et.plane_verdict((0.05, 0.02, 0.08), (0.99, 0.985, 0.995), 1).word == "not testable"
+
+
+def test_path_shape_on_planted_paths():
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.standard_normal((50, 2)))[0].T
+    line = np.outer(np.linspace(0, 4, 6), basis[0])
+    assert et.path_shape(line) == pytest.approx(dict(straightness=1.0, turning=1.0))
+    zigzag = np.array([basis[0], basis[1], basis[0], basis[1]])  # back and forth: reversals only
+    assert et.path_shape(zigzag) == pytest.approx(dict(straightness=1 / 3, turning=-1.0))
+    # a half circle in four chords of 60 degrees: ends 2R apart over 3R of path, each turn 60 degrees
+    a = np.deg2rad([0, 60, 120, 180])
+    arc = 2.0 * np.c_[np.cos(a), np.sin(a)] @ basis
+    assert et.path_shape(arc) == pytest.approx(dict(straightness=2 / 3, turning=0.5))
+    with pytest.raises(ValueError, match="n >= 3"):
+        et.path_shape(line[:2])
+    with pytest.raises(ValueError, match="zero step"):
+        et.path_shape(np.array([line[0], line[0], line[1]]))
+
+
+def test_path_barrier_places_the_losses_by_arc_length():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    assert et.path_barrier(x, [0.0, 1.0, 0.0]) == pytest.approx(1.0)
+    uneven = np.array([[0.0, 0.0], [3.0, 0.0], [4.0, 0.0]])
+    assert et.path_barrier(uneven, [0.0, 3.0, 4.0]) == pytest.approx(0.0)  # on the line by arc length
+    assert et.path_barrier(uneven, [0.0, 3.5, 4.0]) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("values, picture", [
+    ((0.2, -0.4, 0.0, 0.0), et.PICTURES[0]),
+    ((0.8, 0.6, 0.1, 0.0), et.PICTURES[1]),
+    ((0.8, 0.6, 2.0, 0.1), et.PICTURES[2]),
+    ((0.3, 0.6, 2.0, 0.1), et.PICTURES[2]),   # a detour need not be straight
+    ((0.3, 0.6, 0.1, 0.0), "none"),            # goes on, chord low, but circles
+    ((0.8, 0.6, 2.0, 1.5), "none"),            # the path climbs as much as the chord
+    ((0.8, -0.2, 0.0, 0.0), "none"),           # reversals but gets somewhere
+])
+def test_picture_of_every_branch(values, picture):
+    assert et.picture_of(*values) == picture
+
+
+def test_stretch_and_pictures_shown():
+    steps = np.array([0, 10, 100, 200, 300, 400, 500])
+    picked = np.array([0, 2, 3, 4, 5, 6])
+    assert et.stretch(steps, picked, 150, 450).tolist() == [3, 4, 5]
+    assert et.stretch(steps, picked, 150, None).tolist() == [3, 4, 5, 6]  # memorizes to the end
+    assert et.stretch(steps, picked, 150, 350) is None and et.stretch(steps, picked, None, 450) is None
+
+    def row(s, t, c, p):
+        return {"straightness": s, "turning": t, "chord barrier": c, "path barrier": p}
+
+    detour, flat = row(0.8, 0.6, 2.0, 0.1), row(0.8, 0.6, 0.1, 0.0)
+    assert et.pictures_shown([detour] * 4 + [flat]) == (et.PICTURES[2], f"{et.PICTURES[1]}: 1, "
+                                                        f"{et.PICTURES[2]}: 4 (of 5)")
+    assert et.pictures_shown([detour] * 3 + [flat] * 2)[0] is None  # 3 of 5 is below 80%
+    assert et.pictures_shown([detour] * 5, high=3.0)[0] == et.PICTURES[1]  # a 2-nat chord is low at 3
+    assert et.pictures_shown([detour])[0] is None
+
+
+def test_measure_picture_on_a_run(tmp_path):
+    from grokbook import RunConfig
+    from grokbook.experiments.valleys import segment
+    from grokbook.phases import PhaseTimes
+    from grokbook.training import fit
+
+    config = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=60, n_snapshots=10)
+    run = fit(config, progress=False)
+    even = et.evenly_spaced(run.snapshot_steps, 60, 10)
+    row = et.measure_picture(run, PhaseTimes(1, 10, None, None), n_points=7)
+    idx = et.stretch(run.snapshot_steps, even, 10, None)
+    x = run.snapshots[idx].astype(np.float64)
+    assert (row["step_a"], row["step_b"], row["snapshots"], row["t4"]) == (run.snapshot_steps[idx[0]], 60,
+                                                                            len(idx), -1)
+    assert row["straightness"] == et.path_shape(x)["straightness"]
+    loss = et.training_losses(config, x)
+    assert row["path barrier"] == et.path_barrier(x, loss)
+    # the loss at a snapshot is the trainer's full-batch loss at that step
+    first = int(run.snapshot_steps[idx[0]])
+    assert loss[0] == pytest.approx(float(run.metrics["train_loss"][first]), rel=1e-4)
+    assert row["chord barrier"] == segment(config, x[0], x[-1], 7)["barrier"]
+    assert et.measure_picture(run, PhaseTimes(1, 55, None, 58), n_points=7) is None  # one snapshot there
+    assert et.read_pictures(et.write_pictures([row], tmp_path / "p.csv")) == [row]

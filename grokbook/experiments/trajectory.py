@@ -181,3 +181,159 @@ def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any]) -> Optiona
     from .records import rows_of
 
     return rows_of(pool, configs)
+
+
+# --- The talk's three pictures of the memorizing stretch (issue 32) -------------------
+
+#: The talk's question: before grokking, does the model oscillate around a minimum,
+#: cross a flat region, or go around an obstacle? Each picture's signature is
+#: :func:`picture_of`.
+PICTURES = ("oscillating around a minimum", "crossing a flat region", "going around an obstacle")
+
+#: The signatures' thresholds, fixed before the numbers: ``straight``, the straightness
+#: that separates a path that gets somewhere from one that circles; ``high``, the barrier
+#: (nats) that counts as an obstacle; ``n_points`` on the chord.
+PICTURE_SETTINGS = dict(straight=0.5, high=0.5, n_points=21)
+
+#: The columns of a row of :func:`measure_picture` (one run's memorizing stretch).
+PICTURE_COLUMNS = ("config", "seed", "t2", "t4", "step_a", "step_b", "snapshots", "straightness", "turning",
+                   "chord barrier", "path barrier")
+
+#: Where the offline pool's picture rows live, relative to the repository.
+PICTURE_POOL_FILE = POOL_FILE.with_name("pictures_p47.csv")
+
+
+def stretch(snapshot_steps: Sequence[int], picked: Sequence[int], t2: Optional[int],
+            t4: Optional[int]) -> Optional[np.ndarray]:
+    """Indices ``(k,)`` among ``picked`` (indices into ``snapshot_steps``, increasing) of
+    the snapshots from ``t2`` to ``t4`` inclusive (to the last snapshot when ``t4`` is
+    None: a run that never generalizes memorizes to the end); None when ``t2`` is None
+    or fewer than 3 snapshots (2 steps) lie there."""
+    if t2 is None:
+        return None
+    s = np.asarray(snapshot_steps, dtype=np.int64)[np.asarray(picked, dtype=np.int64)]
+    hi = s[-1] if t4 is None else t4
+    inside = np.asarray(picked, dtype=np.int64)[(s >= t2) & (s <= hi)]
+    return inside if len(inside) >= 3 else None
+
+
+def path_shape(x: np.ndarray) -> dict[str, float]:
+    """The shape of a path ``x`` ``(n, P)`` (n >= 3 points): ``straightness``, the
+    distance between its ends over its length (1: a straight line, about
+    ``1/sqrt(n-1)`` for an isotropic walk, 0: back where it started), and ``turning``,
+    the mean cosine between consecutive steps (1: straight on, < 0: reversals dominate,
+    as in an oscillation across a minimum)."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) < 3:
+        raise ValueError(f"a path needs an (n, P) array with n >= 3, got shape {x.shape}")
+    d = np.diff(x, axis=0)
+    norms = np.linalg.norm(d, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("a path with a zero step has no turning angle there")
+    cos = np.sum(d[1:] * d[:-1], axis=1) / (norms[1:] * norms[:-1])
+    return dict(straightness=float(np.linalg.norm(x[-1] - x[0]) / norms.sum()), turning=float(cos.mean()))
+
+
+def path_barrier(x: np.ndarray, loss: Sequence[float]) -> float:
+    """The barrier along the path itself (nats): :func:`grokbook.experiments.valleys.barrier`
+    of the loss ``(n,)`` at the points ``x`` ``(n, P)``, placed by their arc length."""
+    from .valleys import barrier
+
+    x = np.asarray(x, np.float64)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(x, axis=0), axis=1))])
+    return barrier(arc, loss)
+
+
+def picture_of(straightness: float, turning: float, chord_barrier: float, path_barrier: float, *,
+               straight: float = PICTURE_SETTINGS["straight"], high: float = PICTURE_SETTINGS["high"]) -> str:
+    """Which of :data:`PICTURES` a stretch's measurements show, or ``"none"``:
+
+    - *oscillating around a minimum*: reversals dominate (``turning`` < 0) and the path
+      gets nowhere (``straightness`` < ``straight``);
+    - *crossing a flat region*: the path goes on (``turning`` > 0, ``straightness`` >=
+      ``straight``) and the straight chord between its ends is itself low
+      (``chord_barrier`` < ``high``): nothing in the way;
+    - *going around an obstacle*: the path goes on (``turning`` > 0) while the chord
+      climbs (``chord_barrier`` >= ``high``) and the path does not (``path_barrier`` <
+      ``high``).
+    """
+    if turning < 0 and straightness < straight:
+        return PICTURES[0]
+    if turning > 0 and chord_barrier < high and straightness >= straight:
+        return PICTURES[1]
+    if turning > 0 and chord_barrier >= high and path_barrier < high:
+        return PICTURES[2]
+    return "none"
+
+
+def training_losses(config: Any, weights: np.ndarray) -> np.ndarray:
+    """The loss ``(k,)`` (nats) on the whole training set of a run of ``config`` at each
+    of the flat weights ``weights`` ``(k, P)``."""
+    import torch
+
+    from ..landscape import slice_1d
+    from ..run import model_with
+    from ..tasks import make_dataset
+
+    data = make_dataset(config)
+    out = []
+    for w in np.asarray(weights, np.float32):
+        t = torch.from_numpy(w)
+        out.append(slice_1d(model_with(config, w), t, torch.zeros_like(t), torch.zeros(1),
+                            {"train": (data.train_x, data.train_y)})["train"]["loss"][0])
+    return np.asarray(out, np.float64)
+
+
+def measure_picture(run: Any, times: Any, n_points: int = PICTURE_SETTINGS["n_points"]) -> Optional[dict[str, Any]]:
+    """The memorizing stretch of ``run`` (:func:`stretch` of its evenly spaced snapshots,
+    t2 to t4 of ``times``) as a row with :data:`PICTURE_COLUMNS`: :func:`path_shape`, the
+    barrier of the training loss on the straight chord between the stretch's ends
+    (:func:`grokbook.experiments.valleys.segment`, ``n_points``) and along the path
+    (:func:`path_barrier` of :func:`training_losses` at the snapshots). None when the
+    stretch has fewer than 3 snapshots."""
+    from .records import step_code
+    from .valleys import segment
+
+    even = evenly_spaced(run.snapshot_steps, run.config.steps, run.config.n_snapshots)
+    idx = stretch(run.snapshot_steps, even, times.t2, times.t4)
+    if idx is None:
+        return None
+    x = run.snapshots[idx].astype(np.float64)
+    steps = run.snapshot_steps[idx]
+    loss = training_losses(run.config, x)
+    chord = segment(run.config, run.snapshots[idx[0]], run.snapshots[idx[-1]], n_points)
+    return dict(config=run.config.hash(), seed=run.config.seed, t2=step_code(times.t2), t4=step_code(times.t4),
+                step_a=int(steps[0]), step_b=int(steps[-1]), snapshots=len(idx), **path_shape(x),
+                **{"chord barrier": chord["barrier"], "path barrier": path_barrier(x, loss)})
+
+
+def pictures_shown(rows: Sequence[dict[str, Any]], *, straight: float = PICTURE_SETTINGS["straight"],
+                   high: float = PICTURE_SETTINGS["high"], share: float = 0.8) -> tuple[Optional[str], str]:
+    """Which picture the stretches ``rows`` (:data:`PICTURE_COLUMNS`) show: ``(picture,
+    counts)``, the picture of :func:`picture_of` that at least ``share`` of them have, or
+    None (mixed, none, or fewer than 2 rows), and the counts as text. Descriptive, not a
+    verdict: the talk asks which picture holds and does not register one."""
+    if len(rows) < 2:
+        return None, f"{len(rows)} stretch(es) measured: need 2"
+    names = [picture_of(r["straightness"], r["turning"], r["chord barrier"], r["path barrier"], straight=straight,
+                        high=high) for r in rows]
+    counts = {p: names.count(p) for p in (*PICTURES, "none")}
+    text = ", ".join(f"{p}: {k}" for p, k in counts.items() if k) + f" (of {len(rows)})"
+    best = max(counts, key=lambda p: counts[p])
+    return (best if counts[best] >= share * len(rows) and best != "none" else None), text
+
+
+def write_pictures(rows: Sequence[dict[str, Any]], path: Path = PICTURE_POOL_FILE) -> Path:
+    """``rows`` (:data:`PICTURE_COLUMNS`) as the CSV file ``path``, atomically."""
+    from .records import write_csv
+
+    return write_csv(rows, PICTURE_COLUMNS, path)
+
+
+def read_pictures(path: Path = PICTURE_POOL_FILE) -> list[dict[str, Any]]:
+    """The pool's picture rows, or ``[]`` when the file is absent."""
+    from .records import read_csv
+
+    types = {k: float for k in PICTURE_COLUMNS[7:]}
+    types.update(seed=int, t2=int, t4=int, step_a=int, step_b=int, snapshots=int)
+    return read_csv(path, PICTURE_COLUMNS, types)
