@@ -14,6 +14,11 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 - ``pictures`` (chapter 6, ``data/pool/pictures_p47.csv``): the shape of the memorizing
   stretch (t2 to t4, evenly spaced snapshots) and the barriers on its chord and along it,
   the signatures of the talk's three pictures;
+- ``controls`` (chapter 7, ``data/pool/hessian_matched_p47.csv`` and
+  ``hessian_matched_spikes_p47.csv``): matched controls of the fresh seeds, the same
+  configuration without weight decay (same initialisation, split and training examples),
+  and the eigenvalues of both runs of a pair at the same snapshot steps, and at the
+  control's own spikes (not part of the default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -99,6 +104,37 @@ def registered(store, out) -> None:
               flush=True)
 
 
+def controls(store, out, seeds) -> None:
+    """Chapter 7's matched controls: for each fresh seed, the grokking run and its control
+    without weight decay (same initialisation, split and examples), the eigenvalues at the
+    same snapshot steps (``hessian_matched_p47.csv``) and at the control's own spikes
+    (``hessian_matched_spikes_p47.csv``, the pool's spike factors and examples)."""
+    s, ps = eh.MATCHED_SETTINGS, eh.POOL_SETTINGS
+    th = for_chapter("07_hessian")
+    if (th.leave, th.reach) != (s["leave"], s["reach"]):
+        raise SystemExit(f"07_hessian's thresholds {th} are not the record's {s}")
+    paths = out / eh.MATCHED_FILE.name, out / eh.MATCHED_SPIKES_FILE.name
+    pairs, spikes = eh.read_matched(paths[0]), eh.read_pool(paths[1])
+    for config in replicates([CONFIG], seeds):
+        control = config.replace(**eh.MATCHED_CHANGE)
+        if any(r["config"] == control.hash() for r in pairs):
+            continue
+        start = time.perf_counter()
+        runs = {"grokking": store.get_or_train(config), "control": store.get_or_train(control)}
+        times = {g: run_phase_times(run, leave=th.leave, reach=th.reach) for g, run in runs.items()}
+        new_spikes = eh.measure_steps([runs["control"]], [times["control"]], window=ps["window"],
+                                      spike_factors=eh.POOL_FACTORS, max_spikes=ps["max_spikes"],
+                                      examples=eh.POOL_EXAMPLES, tol=ps["tol"], float64=ps["float64"], processes=1)
+        spikes = [r for r in spikes if r["config"] != control.hash()] + new_spikes  # an interrupted seed's rows go
+        eh.write_pool(spikes, paths[1])
+        new = eh.measure_matched(runs, times, n_snapshots=s["n_snapshots"], examples=s["examples"], tol=s["tol"],
+                                 float64=s["float64"])
+        pairs += new
+        eh.write_matched(pairs, paths[0])  # last: a seed counts as done once its pairs are written
+        print(f"controls seed {config.seed}: {times}, {len(new)} pair rows, {len(new_spikes)} spike rows, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -109,8 +145,9 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered"], default=list(PARTS),
-                    help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills)")
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls"], default=list(PARTS),
+                    help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
+                         "controls: chapter 7's matched controls (no weight decay) of the fresh seeds")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -120,6 +157,9 @@ def main() -> None:
     for part in args.parts:
         if part == "registered":
             registered(store, args.out)
+            continue
+        if part == "controls":
+            controls(store, args.out, args.seeds)
             continue
         module, chapter, file, read, write, measure = PARTS[part]
         th = for_chapter(chapter)

@@ -316,3 +316,61 @@ def test_registered_record_round_trip_and_the_live_comparison(tmp_path):
     moved = [dict(rows[0], lmin=-300.0 + 1.2), rows[1]]
     assert eh.rows_differ(rows, moved) == pytest.approx(1.2 / 1200.0)
     assert eh.rows_differ(rows, rows[:1]) == float("inf")  # other steps
+
+
+def test_snapshot_picks_spread_over_the_snapshots_after_t2():
+    steps = [0, 10, 20, 40, 80, 160, 320]
+    assert eh.snapshot_picks(steps, 20, 3) == [20, 80, 320]
+    assert eh.snapshot_picks(steps, None, 2) == [0, 320]
+    assert eh.snapshot_picks(steps, 100, 8) == [160, 320]  # fewer exist
+    assert eh.snapshot_picks(steps, 1000, 3) == [] and eh.snapshot_picks(steps, 0, 0) == []
+
+
+def test_measure_matched_pairs_the_same_steps_and_matches_a_dense_hessian(tiny_run):
+    control_config = TINY.replace(**eh.MATCHED_CHANGE)
+    control = fit(control_config, progress=False)
+    t2 = int(tiny_run.snapshot_steps[2])
+    times = {"grokking": PhaseTimes(1, t2, None, 50), "control": PhaseTimes(1, t2, None, None)}
+    rows = eh.measure_matched({"grokking": tiny_run, "control": control}, times, n_snapshots=2,
+                              examples=[12], tol=1e-6)
+    picks = eh.snapshot_picks(tiny_run.snapshot_steps, t2, 2)
+    assert [(r["group"], r["step"]) for r in rows] == [(g, s) for g in ("grokking", "control") for s in picks]
+    for r in rows:
+        run = tiny_run if r["group"] == "grokking" else control
+        k = int(np.flatnonzero(run.snapshot_steps == r["step"])[0])
+        lo, hi = dense_extremes(run, run.snapshots[k], 12)
+        assert abs(r["lmin"] - lo) < 1e-5 * (hi - lo) and abs(r["lmax"] - hi) < 1e-5 * (hi - lo)
+        full = len(run.dataset().train_y)
+        if r["step"] < len(run.metrics["train_loss"]):  # the trainer's full-batch loss at that step
+            assert r["loss"] == pytest.approx(float(run.metrics["train_loss"][r["step"]]), rel=1e-4)
+        assert r["examples"] == 12 <= full
+    assert {r["t4"] for r in rows if r["group"] == "grokking"} == {50}
+    assert {r["t4"] for r in rows if r["group"] == "control"} == {-1}
+
+
+def test_matched_effect_and_its_verdict():
+    def rows(seed, g, ratios, t4):
+        return [dict(seed=seed, group=g, examples=256, t4=t4, lmin=-q, lmax=1.0) for q in ratios]
+
+    tol = 1e-3
+    data = (rows(1, "grokking", [0.1, 0.2, 0.3], 900) + rows(1, "control", [0.01, 0.02, 0.0], -1)
+            + rows(2, "grokking", [0.05, 0.001, 0.05], 800) + rows(2, "control", [0.5, 0.5, 0.5], 700))
+    eff = eh.matched_effect(data, 256, tol)
+    assert eff[1]["grokking"] == pytest.approx(0.2) and eff[1]["control"] == pytest.approx(0.01)
+    assert eff[1]["difference"] == pytest.approx(0.19) and eff[1]["usable"] == 1.0
+    assert eff[2]["usable"] == 0.0  # its control generalizes
+    # 0.001 is below the solver's resolution (3 tol): it counts as 0
+    assert eh.matched_effect(rows(3, "grokking", [0.001], 5) + rows(3, "control", [0.0], -1), 256, tol)[3][
+        "grokking"] == 0.0
+    assert eh.matched_verdict((0.1, 0.05, 0.2), 5, 5).word == "reproduced"
+    assert eh.matched_verdict((0.0, -0.1, 0.1), 3, 5).word == "undecided"
+    v = eh.matched_verdict((-0.1, -0.2, -0.05), 0, 5)
+    assert v.word == "reversed" and "in 0 of 5 seeds" in v.reason
+    assert eh.matched_verdict((0.1, 0.05, 0.2), 1, 1).word == "not testable"
+
+
+def test_matched_record_round_trip(tmp_path):
+    row = dict(config="abc", seed=100, group="control", t2=49, t4=-1, step=211, loss=1e-3, examples=256,
+               lmin=-0.5, lmax=20.0)
+    assert eh.read_matched(eh.write_matched([row], tmp_path / "m.csv")) == [row]
+    assert eh.read_matched(tmp_path / "absent.csv") == []

@@ -410,3 +410,112 @@ def pool_rows(pool: Sequence[dict[str, Any]], configs: Sequence[Any], spike_fact
 
     return rows_of([r for r in pool if math.isclose(r["spike_factor"], spike_factor) and r["examples"] == examples],
                    configs)
+
+
+# --- Controls with the same training examples (issue 32) ------------------------------
+#
+# The registered controls train on r = 0.15 (331 examples against 1104). A matched control
+# keeps the grokking run's seed (initialisation and split), r and model and drops the
+# weight decay: it fits the same 1104 examples and, within the budget, does not generalize
+# (a pilot on seed 100: t2 49, validation accuracy 18% at step 4000).
+
+#: What the matched control changes in the grokking configuration.
+MATCHED_CHANGE = dict(weight_decay=0.0)
+
+#: Where the matched pairs' rows live: the eigenvalues at the same snapshot steps of each
+#: grokking run and its matched control (``benchmarks/pool.py --parts controls``), and the
+#: controls' own spike rows (:data:`COLUMNS`).
+MATCHED_FILE = POOL_FILE.with_name("hessian_matched_p47.csv")
+MATCHED_SPIKES_FILE = POOL_FILE.with_name("hessian_matched_spikes_p47.csv")
+
+#: How the matched pairs were measured: snapshots per pair from the grokking run's t2
+#: on, examples in the Hessian (a fixed subset, the same for both runs of a pair since
+#: they share the split, and every training example), solver, thresholds.
+MATCHED_SETTINGS = dict(n_snapshots=8, examples=(256, 100_000), tol=1e-3, float64=True, leave=0.2, reach=0.99)
+
+#: The columns of a row of :func:`measure_matched` (one eigenvalue pair of one run at
+#: one snapshot).
+MATCHED_COLUMNS = ("config", "seed", "group", "t2", "t4", "step", "loss", "examples", "lmin", "lmax")
+
+
+def snapshot_picks(snapshot_steps: Sequence[int], t2: Optional[int], n: int) -> list[int]:
+    """``n`` snapshot steps (fewer when fewer exist) evenly spread over the snapshots at
+    or after ``t2`` (0 when None), the first and the last included: the chapter's
+    matched snapshots."""
+    s = np.asarray(snapshot_steps, dtype=np.int64)
+    after = s[s >= (t2 or 0)]
+    if len(after) == 0 or n < 1:
+        return []
+    return [int(x) for x in after[np.unique(np.round(np.linspace(0, len(after) - 1, n)).astype(int))]]
+
+
+def measure_matched(runs: dict[str, Any], times: dict[str, Any], *, n_snapshots: int, examples: Sequence[int],
+                    tol: float, float64: bool = True) -> list[dict[str, Any]]:
+    """The extreme eigenvalues of a grokking run and its matched control
+    (``runs``/``times``: ``{"grokking": ..., "control": ...}``, runs with the same
+    snapshot steps) at :func:`snapshot_picks` of the grokking run's snapshots from its
+    t2 on, for each entry of ``examples`` (:func:`eigenpair`), as rows with
+    :data:`MATCHED_COLUMNS` (``loss``: the whole training set's, nats)."""
+    from .records import step_code
+    from .trajectory import training_losses
+
+    g = runs["grokking"]
+    steps = snapshot_picks(g.snapshot_steps, times["grokking"].t2, n_snapshots)
+    rows = []
+    for group in ("grokking", "control"):
+        run, t = runs[group], times[group]
+        n_train = len(run.dataset().train_y)
+        idx = [int(np.flatnonzero(run.snapshot_steps == s)[0]) for s in steps]
+        losses = training_losses(run.config, run.snapshots[idx])
+        for step, i, loss in zip(steps, idx, losses):
+            for n in examples:
+                lmin, lmax = eigenpair(run.config, run.snapshots[i], n, tol=tol, float64=float64)
+                rows.append(dict(config=run.config.hash(), seed=run.config.seed, group=group, t2=step_code(t.t2),
+                                 t4=step_code(t.t4), step=int(step), loss=float(loss), examples=min(n, n_train),
+                                 lmin=lmin, lmax=lmax))
+    return rows
+
+
+def matched_effect(rows: Sequence[dict[str, Any]], examples: int, tol: float) -> dict[int, dict[str, float]]:
+    """Per seed, from rows of :func:`measure_matched` with ``examples`` in the Hessian:
+    ``grokking`` and ``control``, the median :func:`resolved_ratio` over the pair's
+    snapshots (the registered test's per-run value), ``difference`` (grokking minus
+    control), and ``usable``: 1.0 when the grokking run generalizes and the control does
+    not (``t4``), else 0.0."""
+    out = {}
+    for s in sorted({int(r["seed"]) for r in rows}):
+        mine = [r for r in rows if int(r["seed"]) == s and int(r["examples"]) == examples]
+        med = {g: float(np.median([resolved_ratio(r["lmin"], r["lmax"], tol) for r in mine if r["group"] == g]))
+               for g in ("grokking", "control")}
+        t4 = {g: next(int(r["t4"]) for r in mine if r["group"] == g) for g in ("grokking", "control")}
+        out[s] = dict(med, difference=med["grokking"] - med["control"],
+                      usable=float(t4["grokking"] >= 0 and t4["control"] < 0))
+    return out
+
+
+def matched_verdict(difference: tuple[float, float, float], n_larger: int, n_seeds: int) -> Verdict:
+    """The registered test's first part with matched controls, from ``(mean, low, high)``
+    over seeds of :func:`matched_effect`'s ``difference`` and the count ``n_larger`` of
+    the ``n_seeds`` usable seeds whose grokking median is above its control's:
+    reproduced when the interval lies above 0; otherwise what it says (undecided,
+    reversed). Not testable with fewer than 2 usable seeds."""
+    if n_seeds < 2:
+        return not_testable(f"{n_seeds} seed(s) whose grokking run generalizes and whose control does not: need 2")
+    v = from_interval(*difference, 0.0, what="median |lambda_min / lambda_max|, grokking run minus matched control "
+                                             "(mean over seeds)")
+    return Verdict(v.word, f"{v.reason}; grokking above its control in {n_larger} of {n_seeds} seeds")
+
+
+def write_matched(rows: Sequence[dict[str, Any]], path: Path = MATCHED_FILE) -> Path:
+    """``rows`` (:data:`MATCHED_COLUMNS`) as the CSV file ``path``, atomically."""
+    from .records import write_csv
+
+    return write_csv(rows, MATCHED_COLUMNS, path)
+
+
+def read_matched(path: Path = MATCHED_FILE) -> list[dict[str, Any]]:
+    """The matched pairs' rows, or ``[]`` when the file is absent."""
+    from .records import read_csv
+
+    return read_csv(path, MATCHED_COLUMNS, dict(seed=int, t2=int, t4=int, step=int, loss=float, examples=int,
+                                                lmin=float, lmax=float))
