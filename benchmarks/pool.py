@@ -19,6 +19,9 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   configuration without weight decay (same initialisation, split and training examples),
   and the eigenvalues of both runs of a pair at the same snapshot steps, and at the
   control's own spikes (not part of the default ``--parts``);
+- ``maps`` (chapter 5, ``data/pool/valleys_maps_p47.csv``): the time x alpha slice
+  maps of one run (seed 0) at each of the talk's train fractions, r 0.30 and 0.85 (not
+  part of the default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -135,6 +138,27 @@ def controls(store, out, seeds) -> None:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
+def maps(store, out) -> None:
+    """Chapter 5's time x alpha maps at the talk's train fractions (r 0.30 and 0.85, seed
+    0 as the chapter's map), one run each (``valleys_maps_p47.csv``)."""
+    s = ev.MAP_SETTINGS
+    th = for_chapter("05_valleys")
+    if (th.leave, th.reach) != (s["leave"], s["reach"]):
+        raise SystemExit(f"05_valleys's thresholds {th} are not the record's {s}")
+    path = out / ev.MAP_FILE.name
+    rows = ev.read_maps(path)
+    alphas = torch.linspace(-s["alpha_max"], s["alpha_max"], s["n_alphas"])
+    for config in replicates([CONFIG.replace(r=f) for f in ev.MAP_FRACTIONS], [0]):
+        if any(r["config"] == config.hash() for r in rows):
+            continue
+        start = time.perf_counter()
+        run = store.get_or_train(config)
+        times = run_phase_times(run, leave=th.leave, reach=th.reach)
+        rows += ev.map_rows(run, times, alphas, s["direction_seed"])
+        ev.write_maps(rows, path)
+        print(f"maps r {config.r}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -145,9 +169,10 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls"], default=list(PARTS),
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps"], default=list(PARTS),
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
-                         "controls: chapter 7's matched controls (no weight decay) of the fresh seeds")
+                         "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
+                         "maps: chapter 5's slice maps at r 0.30 and 0.85")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -157,6 +182,9 @@ def main() -> None:
     for part in args.parts:
         if part == "registered":
             registered(store, args.out)
+            continue
+        if part == "maps":
+            maps(store, args.out)
             continue
         if part == "controls":
             controls(store, args.out, args.seeds)

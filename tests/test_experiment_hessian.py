@@ -262,6 +262,13 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     assert dict(n_points=v["n_segment"], leave=v["leave"], reach=v["reach"]) == ev.POOL_SETTINGS
     t = {name: par.default for name, par in get_chapter("trajectory").parameters.items()}
     assert dict(n_walks=t["n_walks"], leave=t["leave"], reach=t["reach"]) == et.POOL_SETTINGS
+    assert dict(straight=t["straight"], high=t["obstacle"]) == {k: et.PICTURE_SETTINGS[k] for k in ("straight", "high")}
+    assert dict(n_alphas=v["n_map_alphas"], alpha_max=v["map_alpha_max"], direction_seed=v["direction_seed"],
+                leave=v["leave"], reach=v["reach"]) == ev.MAP_SETTINGS
+    m = eh.MATCHED_SETTINGS
+    assert (m["tol"], m["float64"], m["leave"], m["reach"]) == (d["eig_tol"], d["hessian_float64"], d["leave"],
+                                                                d["reach"])
+    assert d["n_hvp_examples"] in m["examples"]
 
 
 def test_live_rows_stop_at_the_first_spike():

@@ -112,3 +112,34 @@ def test_moment_steps_are_snapshots_below_the_last():
     # t2 and t4 stand in as 400 and 2400: targets 200, 980, 3200
     assert ev.moment_steps(steps, None, None) == [200, 800, 3000]
     assert ev.moment_steps([0, 5, 10], 9, 10)[2] == 5  # never the last snapshot
+
+
+def test_slice_map_is_the_loss_at_each_point_of_each_slice(tmp_path):
+    import torch
+
+    from grokbook import RunConfig
+    from grokbook.landscape import filter_normalize, random_direction
+    from grokbook.phases import PhaseTimes
+    from grokbook.trainer import loss_fn
+    from grokbook.training import fit
+
+    config = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=40, n_snapshots=6)
+    run = fit(config, progress=False)
+    alphas = np.array([-0.5, 0.0, 0.25])
+    m = ev.slice_map(run, alphas, direction_seed=3)
+    assert m["train"].shape == m["val"].shape == (len(run.snapshot_steps), 3)
+    data = run.dataset()
+    for i in (0, 3):  # point by point: the weights moved, a fresh model, the loss evaluated directly
+        model = run.model_at(int(run.snapshot_steps[i]))
+        d = filter_normalize(random_direction(model, 3), model)
+        for j, a in enumerate(alphas):
+            moved = run.model_with(run.snapshots[i] + a * d.numpy())
+            with torch.no_grad():
+                want = float(loss_fn(config, moved(data.val_x), data.val_y))
+            assert m["val"][i, j] == pytest.approx(want, rel=1e-5)
+    rows = ev.map_rows(run, PhaseTimes(1, 5, None, None), alphas, 3)
+    back = ev.map_of_rows(ev.read_maps(ev.write_maps(rows, tmp_path / "m.csv")), config.hash())
+    assert np.array_equal(back["steps"], run.snapshot_steps) and np.allclose(back["alphas"], alphas)
+    assert np.array_equal(back["train"], m["train"]) and np.array_equal(back["val"], m["val"])
+    with pytest.raises(ValueError, match="grid"):
+        ev.map_of_rows(rows[:-1], config.hash())

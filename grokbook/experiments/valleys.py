@@ -203,3 +203,86 @@ def agrees(recorded: dict[str, Any], measured: dict[str, Any], rtol: float = 1e-
     return (recorded["step_a"] == measured["step_a"] and recorded["step_b"] == measured["step_b"]
             and all(math.isclose(recorded[k], measured[k], rel_tol=rtol, abs_tol=1e-12)
                     for k in ("barrier", "loss_a", "loss_b", "distance")))
+
+
+# --- The time x alpha slice map, and the talk's r 0.30 against r 0.85 (issue 32) --------
+
+#: Where the offline maps of other train fractions live (``benchmarks/pool.py --parts maps``).
+MAP_FILE = POOL_FILE.with_name("valleys_maps_p47.csv")
+
+#: The talk's contrast: slices at a train fraction that memorizes long and one that
+#: generalizes soon (seed 0, the chapter's map settings).
+MAP_FRACTIONS = (0.30, 0.85)
+MAP_SETTINGS = dict(n_alphas=11, alpha_max=0.5, direction_seed=0, leave=0.2, reach=0.99)
+
+#: The columns of a row of :func:`map_rows` (one point of one run's map).
+MAP_COLUMNS = ("config", "seed", "r", "t2", "t3", "t4", "step", "alpha", "train_loss", "val_loss")
+
+
+def slice_map(run: Any, alphas: Any, direction_seed: int) -> dict[str, np.ndarray]:
+    """The time x alpha slice map of ``run``: at every snapshot ``theta_t``, the loss of
+    ``theta_t + alpha * d_t`` for each of ``alphas`` ``(A,)``, with ``d_t`` the random
+    direction of ``direction_seed`` filter-normalized at ``theta_t``
+    (:func:`grokbook.landscape.random_direction`, :func:`~grokbook.landscape.filter_normalize`).
+    Returns ``train`` and ``val``, each ``(n_snapshots, A)`` (nats)."""
+    import torch
+
+    from ..landscape import filter_normalize, random_direction, slice_1d
+
+    data = run.dataset()
+    batches = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
+    alphas = torch.as_tensor(alphas, dtype=torch.float32)
+    maps: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    for i, step in enumerate(run.snapshot_steps):
+        model = run.model_at(int(step))
+        sl = slice_1d(model, torch.from_numpy(run.snapshots[i]),
+                      filter_normalize(random_direction(model, direction_seed), model), alphas, batches)
+        for name in maps:
+            maps[name].append(np.asarray(sl[name]["loss"], np.float64))
+    return {name: np.stack(v) for name, v in maps.items()}
+
+
+def map_rows(run: Any, times: Any, alphas: Any, direction_seed: int) -> list[dict[str, Any]]:
+    """:func:`slice_map` of ``run`` as rows with :data:`MAP_COLUMNS` (``times``: its
+    phase times)."""
+    from .records import step_code
+
+    m = slice_map(run, alphas, direction_seed)
+    a = np.asarray(alphas, np.float64)
+    return [dict(config=run.config.hash(), seed=run.config.seed, r=float(run.config.r), t2=step_code(times.t2),
+                 t3=step_code(times.t3), t4=step_code(times.t4), step=int(step), alpha=float(a[j]),
+                 train_loss=float(m["train"][i, j]), val_loss=float(m["val"][i, j]))
+            for i, step in enumerate(run.snapshot_steps) for j in range(len(a))]
+
+
+def map_of_rows(rows: Sequence[dict[str, Any]], config_hash: str) -> dict[str, np.ndarray]:
+    """The map of one run back from rows of :func:`map_rows`: ``steps`` ``(n,)``,
+    ``alphas`` ``(A,)``, ``train`` and ``val`` ``(n, A)``. ValueError when the rows of
+    ``config_hash`` do not fill a steps x alphas grid."""
+    mine = [r for r in rows if r["config"] == config_hash]
+    steps = np.unique([int(r["step"]) for r in mine])
+    alphas = np.unique([float(r["alpha"]) for r in mine])
+    if len(mine) == 0 or len(mine) != len(steps) * len(alphas):
+        raise ValueError(f"the rows of {config_hash} do not fill a steps x alphas grid ({len(mine)} rows)")
+    out = {"steps": steps, "alphas": alphas}
+    for name in ("train", "val"):
+        grid = np.full((len(steps), len(alphas)), np.nan)
+        for r in mine:
+            grid[np.searchsorted(steps, int(r["step"])), np.searchsorted(alphas, float(r["alpha"]))] = r[name + "_loss"]
+        out[name] = grid
+    return out
+
+
+def write_maps(rows: Sequence[dict[str, Any]], path: Path = MAP_FILE) -> Path:
+    """``rows`` (:data:`MAP_COLUMNS`) as the CSV file ``path``, atomically."""
+    from .records import write_csv
+
+    return write_csv(rows, MAP_COLUMNS, path)
+
+
+def read_maps(path: Path = MAP_FILE) -> list[dict[str, Any]]:
+    """The offline maps' rows, or ``[]`` when the file is absent."""
+    from .records import read_csv
+
+    return read_csv(path, MAP_COLUMNS, dict(seed=int, r=float, t2=int, t3=int, t4=int, step=int, alpha=float,
+                                            train_loss=float, val_loss=float))
