@@ -22,6 +22,9 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 - ``maps`` (chapter 5, ``data/pool/valleys_maps_p47.csv``): the time x alpha slice
   maps of one run (seed 0) at each of the talk's train fractions, r 0.30 and 0.85 (not
   part of the default ``--parts``);
+- ``lazy`` (chapter 4, ``data/pool/lazy_p47.csv``): the talk's weight cosine
+  ``cos(theta_t, theta_t+1)`` of each fresh grokking run and its matched control, against
+  the optimiser fed gradients without signal (not part of the default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -46,7 +49,7 @@ import torch
 
 from grokbook import RunConfig, RunStore
 from grokbook.sweeping import replicates
-from grokbook.experiments import hessian as eh, trajectory as et, valleys as ev
+from grokbook.experiments import hessian as eh, lazy as el, trajectory as et, valleys as ev
 from grokbook.experiments.thresholds import for_chapter
 from grokbook.phases import run_phase_times
 
@@ -159,6 +162,27 @@ def maps(store, out) -> None:
         print(f"maps r {config.r}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def lazy(store, out, seeds) -> None:
+    """Chapter 4's weight-cosine test on the fresh seeds: each grokking run and its matched
+    control without weight decay (``lazy_p47.csv``)."""
+    s = el.POOL_SETTINGS
+    th = for_chapter("04_lazy")
+    if (th.leave, th.reach) != (s["leave"], s["reach"]):
+        raise SystemExit(f"04_lazy's thresholds {th} are not the record's {s}")
+    path = out / el.POOL_FILE.name
+    rows = el.read_pool(path)
+    for config in replicates([CONFIG], seeds):
+        for group, c in (("grokking", config), ("control", config.replace(**eh.MATCHED_CHANGE))):
+            if any(r["config"] == c.hash() for r in rows):
+                continue
+            start = time.perf_counter()
+            run = store.get_or_train(c)
+            times = run_phase_times(run, leave=th.leave, reach=th.reach)
+            rows.append(el.measure(run, times, group))
+            el.write_pool(rows, path)
+            print(f"lazy {group} seed {c.seed}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -169,10 +193,11 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps"], default=list(PARTS),
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps", "lazy"], default=list(PARTS),
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
-                         "maps: chapter 5's slice maps at r 0.30 and 0.85")
+                         "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
+                         "of the fresh seeds and their matched controls")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -182,6 +207,9 @@ def main() -> None:
     for part in args.parts:
         if part == "registered":
             registered(store, args.out)
+            continue
+        if part == "lazy":
+            lazy(store, args.out, args.seeds)
             continue
         if part == "maps":
             maps(store, args.out)

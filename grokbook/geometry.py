@@ -125,12 +125,15 @@ class NoiseWalk(NamedTuple):
     ``(steps,)``, ``cos(theta_t, theta_0)``; ``cos_update``: ``(steps,)``,
     ``cos(u_t, u_{t-1})`` with ``u_t = theta_{t+1} - theta_t`` (NaN at ``t = 0``): the
     per-step series the trainer records as ``cos_init`` and ``cos_update``; ``record``:
-    ``(len(record),)``, the steps of ``points``, ascending."""
+    ``(len(record),)``, the steps of ``points``, ascending; ``cos_consecutive``:
+    ``(steps,)``, ``cos(theta_t, theta_{t+1})`` in float64 (the trainer's
+    ``cos_consecutive``, which it computes in float32)."""
 
     record: np.ndarray
     points: np.ndarray
     cos_init: np.ndarray
     cos_update: np.ndarray
+    cos_consecutive: np.ndarray
 
 
 def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float = 0.0,
@@ -171,7 +174,7 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
     rng, noise = np.random.default_rng(seed), g.numpy()  # noise shares g's memory
     keep = {int(s): i for i, s in enumerate(record)}
     points = np.empty((len(record), x0.numel()))
-    cos_init, cos_update = np.empty(steps), np.full(steps, np.nan)
+    cos_init, cos_update, cos_consecutive = np.empty(steps), np.full(steps, np.nan), np.empty(steps)
     norm0, prev_norm = float(x0.norm()), 0.0
     for t in range(steps + 1):
         if t in keep:
@@ -186,12 +189,13 @@ def optimizer_noise_walk(theta0, steps: int, *, lr: float, weight_decay: float =
         if optimizer == "adam":  # L2 decay through the gradient
             g.add_(w * weight_decay)
         adam_update(t, w, m, v, g, rate, weight_decay if optimizer == "adamw" else None, betas)
+        cos_consecutive[t] = float(w @ before) / (float(w.norm()) * w_norm)
         torch.sub(w, before, out=before)  # before is now u_t
         u_norm = float(before.norm())
         if t:
             cos_update[t] = float(before @ u) / (u_norm * prev_norm)
         u, before, prev_norm = before, u, u_norm
-    return NoiseWalk(record, points, cos_init, cos_update)
+    return NoiseWalk(record, points, cos_init, cos_update, cos_consecutive)
 
 
 def planarity(snapshots, n_components: int = 2) -> float:

@@ -183,6 +183,7 @@ def test_optimizer_noise_walk_is_adams_recursion_on_gaussian_gradients(optimizer
     np.testing.assert_allclose(walk.cos_init, dense["init"][:-1], atol=1e-12)
     assert np.isnan(walk.cos_update[0])
     np.testing.assert_allclose(walk.cos_update[1:], dense["update"], atol=1e-12)
+    np.testing.assert_allclose(walk.cos_consecutive, dense["consecutive"], atol=1e-12)
 
 
 def test_optimizer_noise_walk_matches_torch_optim_fed_the_same_gradients():
