@@ -25,6 +25,10 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 - ``lazy`` (chapter 4, ``data/pool/lazy_p47.csv``): the talk's weight cosine
   ``cos(theta_t, theta_t+1)`` of each fresh grokking run and its matched control, against
   the optimiser fed gradients without signal (not part of the default ``--parts``);
+- ``slingshot`` (chapter 3, ``data/pool/slingshot_p47.csv``): each fresh run and its
+  repeats with the gradient norm clipped at the 0.5 and 0.9 quantiles of its own gradient
+  norms after step 100: loss spikes, phase times, outcome (not part of the default
+  ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -49,7 +53,7 @@ import torch
 
 from grokbook import RunConfig, RunStore
 from grokbook.sweeping import replicates
-from grokbook.experiments import hessian as eh, lazy as el, trajectory as et, valleys as ev
+from grokbook.experiments import hessian as eh, interventions as ei, lazy as el, trajectory as et, valleys as ev
 from grokbook.experiments.thresholds import for_chapter
 from grokbook.phases import run_phase_times
 
@@ -183,6 +187,32 @@ def lazy(store, out, seeds) -> None:
             print(f"lazy {group} seed {c.seed}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def slingshot(store, out, seeds) -> None:
+    """Chapter 3's counterfactual on the fresh seeds: each free run and the same run with
+    its gradient norm clipped at each of ``interventions.QUANTILES`` of its own gradient
+    norms after ``skip`` (``slingshot_p47.csv``)."""
+    s = ei.POOL_SETTINGS
+    th = for_chapter("03_slingshot")
+    if (th.leave, th.reach) != (s["leave"], s["reach"]):
+        raise SystemExit(f"03_slingshot's thresholds {th} are not the record's {s}")
+    path = out / ei.POOL_FILE.name
+    rows = ei.read_pool(path)
+    for config in replicates([CONFIG], seeds):
+        free = store.get_or_train(config)
+        arms = [(ei.arm_name(None), config)] + [
+            (ei.arm_name(q), config.replace(grad_clip=ei.clip_level(free.metrics["grad_norm"], s["skip"], q)))
+            for q in ei.QUANTILES]
+        for arm, c in arms:
+            if any(r["config"] == c.hash() for r in rows):
+                continue
+            start = time.perf_counter()
+            run = store.get_or_train(c)
+            times = run_phase_times(run, leave=th.leave, reach=th.reach)
+            rows.append(ei.measure(run, times, arm))
+            ei.write_pool(rows, path)
+            print(f"slingshot {arm} seed {c.seed}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -193,11 +223,12 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps", "lazy"], default=list(PARTS),
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot"], default=list(PARTS),
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
-                         "of the fresh seeds and their matched controls")
+                         "of the fresh seeds and their matched controls; slingshot: chapter 3's clipped "
+                         "repeats of the fresh seeds")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -207,6 +238,9 @@ def main() -> None:
     for part in args.parts:
         if part == "registered":
             registered(store, args.out)
+            continue
+        if part == "slingshot":
+            slingshot(store, args.out, args.seeds)
             continue
         if part == "lazy":
             lazy(store, args.out, args.seeds)

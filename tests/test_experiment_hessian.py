@@ -240,7 +240,7 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     spec = importlib.util.spec_from_file_location("pool", path)
     pool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pool)
-    for name in ("grokking", "valleys", "trajectory", "hessian"):
+    for name in ("grokking", "lazy", "valleys", "trajectory", "hessian"):
         c = {k: par.default for k, par in get_chapter(name).parameters.items()}
         chapter = RunConfig(task=c["task"], p=c["p"], r=c["r"], n_layers=c["n_layers"], d_model=c["d_model"],
                             n_heads=c["n_heads"], arch=c["arch"], layer_norm=c["layer_norm"], lr=c["lr"],
@@ -269,6 +269,12 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     assert (m["tol"], m["float64"], m["leave"], m["reach"]) == (d["eig_tol"], d["hessian_float64"], d["leave"],
                                                                 d["reach"])
     assert d["n_hvp_examples"] in m["examples"]
+    from grokbook.experiments import lazy as el
+
+    z = {name: par.default for name, par in get_chapter("lazy").parameters.items()}
+    th4 = for_chapter("04_lazy")
+    assert dict(skip=z["skip"], window=z["window"], spike_factor=z["spike_factor"], k=z["k"], walk_seed=z["walk_seed"],
+                leave=th4.leave, reach=th4.reach) == el.POOL_SETTINGS
 
 
 def test_live_rows_stop_at_the_first_spike():

@@ -1,0 +1,78 @@
+"""grokbook.experiments.interventions: the clip level, spike counts on planted series,
+the summaries against hand counts, and every verdict branch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grokbook.experiments import interventions as ei
+
+
+def test_clip_level_is_the_quantile_after_skip():
+    g = np.r_[np.full(10, 100.0), np.arange(1, 101, dtype=float)]
+    assert ei.clip_level(g, 10, 0.5) == pytest.approx(50.5)
+    with pytest.raises(ValueError, match="0 < q < 1"):
+        ei.clip_level(g, 10, 1.0)
+    with pytest.raises(ValueError, match="steps after skip"):
+        ei.clip_level(g, 500, 0.5)
+
+
+def test_spike_count_from_start():
+    x = np.ones(1000)
+    for s in (200, 500, 800):
+        x[s:s + 3] = 20.0
+    assert ei.spike_count(x, 0, window=100, spike_factor=5.0) == 3
+    assert ei.spike_count(x, 300, window=100, spike_factor=5.0) == 2
+
+
+def rows(arm, spikes, t4s):
+    return [dict(seed=s, arm=arm, t4=t, loss_spikes=k, binds=0.2 if arm != "free" else 0.0)
+            for s, (k, t) in enumerate(zip(spikes, t4s))]
+
+
+def test_arm_summary_counts_and_ratios():
+    data = rows("free", [4, 4, 4, 4], [1000, 2000, 1000, 1000]) + rows("clip q0.5", [1, 0, 1, 0], [2000, -1, 1000, -1])
+    s = ei.arm_summary(data, "clip q0.5")
+    assert (s["n"], s["n_grok"], s["spikes"]) == (4, 2, 0.5)
+    assert s["t4_ratio"] == {0: pytest.approx(np.log10(2)), 2: pytest.approx(0.0)}
+    from grokbook.stats import wilson_interval
+    assert s["wilson"] == wilson_interval(2, 4)
+    with pytest.raises(ValueError, match="no rows"):
+        ei.arm_summary(data, "clip q0.9")
+
+
+@pytest.mark.parametrize("arm_spikes, arm_t4, word", [
+    ([0, 1, 0, 0, 0], [-1, -1, 900, -1, -1], "reproduced"),
+    ([0, 1, 0, 0, 0], [900] * 5, "not reproduced"),
+    ([0, 1, 0, 0, 0], [900, 900, -1, -1, -1], "undecided"),
+    ([3, 4, 3, 4, 3], [-1] * 5, "not testable"),  # not suppressed: whatever the outcome
+])
+def test_suppression_verdict_every_branch(arm_spikes, arm_t4, word):
+    data = rows("free", [4] * 5, [800] * 5) + rows("clip q0.5", arm_spikes, arm_t4)
+    v = ei.suppression_verdict(ei.arm_summary(data, "free"), ei.arm_summary(data, "clip q0.5"))
+    assert v.word == word
+
+
+def test_suppression_verdict_needs_free_runs_that_grok():
+    data = rows("free", [4] * 3, [-1] * 3) + rows("clip q0.5", [0] * 3, [-1] * 3)
+    v = ei.suppression_verdict(ei.arm_summary(data, "free"), ei.arm_summary(data, "clip q0.5"))
+    assert v.word == "not testable" and "no free run groks" in v.reason
+
+
+def test_measure_on_a_clipped_run(tmp_path):
+    from grokbook import RunConfig
+    from grokbook.phases import PhaseTimes
+    from grokbook.training import fit
+
+    config = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, lr=0.01, steps=200, n_snapshots=4)
+    free = fit(config, progress=False)
+    level = ei.clip_level(free.metrics["grad_norm"], 20, 0.5)
+    clipped = fit(config.replace(grad_clip=level), progress=False)
+    settings = dict(ei.POOL_SETTINGS, skip=20, window=20)
+    row = ei.measure(clipped, PhaseTimes(1, 30, None, None), ei.arm_name(0.5), settings)
+    g = np.asarray(clipped.metrics["grad_norm"])[20:]
+    assert row["arm"] == "clip q0.5" and row["grad_clip"] == pytest.approx(level)
+    assert row["binds"] == pytest.approx(np.mean(g >= level)) and 0 < row["binds"] <= 1
+    assert ei.measure(free, PhaseTimes(1, 30, None, None), "free", settings)["binds"] == 0.0
+    assert ei.read_pool(ei.write_pool([row], tmp_path / "s.csv")) == [row]
