@@ -324,6 +324,37 @@ def pooled_alignment(runs: list[tuple[np.ndarray, np.ndarray, int]], k: int, n_s
     return Pooled(aligned, total, _summary(counts / total))
 
 
+def circular_alignment(runs: list[tuple[np.ndarray, np.ndarray, int, int]], k: int, n_shuffles: int = 1000,
+                       seed: int = 0) -> Pooled:
+    """:func:`pooled_alignment` with a chance level that keeps each run's events where
+    they cluster: ``runs``: ``(events, steps, lo, hi)`` per run, its events and steps
+    restricted to ``lo .. hi - 1`` (for example from its t2 to its end). Each shuffle
+    shifts every run's events circularly within its own range by a random shift (their
+    spacing kept, their stretch kept) and pools the fraction of steps that follow an
+    event by at most ``k`` steps; the chance level is the mean and 2.5 / 97.5
+    percentiles of those pooled fractions."""
+    if k < 0 or n_shuffles < 1:
+        raise ValueError(f"need k >= 0 and n_shuffles >= 1, got {k}, {n_shuffles}")
+    rng = np.random.default_rng(seed)
+    aligned, total, counts = 0, 0, np.zeros(n_shuffles)
+    for events, steps, lo, hi in runs:
+        if not 0 <= lo < hi:
+            raise ValueError(f"every run needs 0 <= lo < hi, got {lo}, {hi}")
+        e = np.asarray(events, dtype=np.int64).ravel()
+        e = e[(e >= lo) & (e < hi)]
+        s = np.asarray(steps, dtype=np.int64).ravel()
+        s = s[(s >= lo) & (s < hi)]
+        if len(s) == 0:
+            continue
+        total += len(s)
+        aligned += int(round(onset_alignment(e, s, k) * len(s)))
+        shifts = rng.integers(0, hi - lo, size=n_shuffles)
+        counts += np.array([_aligned(np.sort(lo + (e - lo + d) % (hi - lo)), s, k) for d in shifts]) * len(s)
+    if total == 0:
+        return Pooled(0, 0, Baseline(float("nan"), float("nan"), float("nan")))
+    return Pooled(aligned, total, _summary(counts / total))
+
+
 def validation_gains(val_steps, val_acc, threshold: float, skip: int = 0, new_high: bool = False) -> np.ndarray:
     """Steps at which the validation accuracy rose by at least ``threshold`` since the
     previous evaluation, at or after step ``skip``.

@@ -240,7 +240,7 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     spec = importlib.util.spec_from_file_location("pool", path)
     pool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pool)
-    for name in ("grokking", "lazy", "valleys", "trajectory", "hessian"):
+    for name in ("grokking", "slingshot", "lazy", "valleys", "trajectory", "hessian"):
         c = {k: par.default for k, par in get_chapter(name).parameters.items()}
         chapter = RunConfig(task=c["task"], p=c["p"], r=c["r"], n_layers=c["n_layers"], d_model=c["d_model"],
                             n_heads=c["n_heads"], arch=c["arch"], layer_norm=c["layer_norm"], lr=c["lr"],
@@ -275,6 +275,11 @@ def test_the_pool_is_measured_at_the_chapters_defaults():
     th4 = for_chapter("04_lazy")
     assert dict(skip=z["skip"], window=z["window"], spike_factor=z["spike_factor"], k=z["k"], walk_seed=z["walk_seed"],
                 leave=th4.leave, reach=th4.reach) == el.POOL_SETTINGS
+    from grokbook.experiments import interventions as ei
+
+    q = {name: par.default for name, par in get_chapter("slingshot").parameters.items()}
+    assert dict(skip=q["skip"], window=q["window"], spike_factor=q["spike_factor"], leave=q["leave"],
+                reach=q["reach"]) == ei.POOL_SETTINGS
 
 
 def test_live_rows_stop_at_the_first_spike():

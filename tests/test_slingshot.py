@@ -204,3 +204,22 @@ def test_shuffles_place_events_where_the_real_ones_were_looked_for():
         shuffled_baseline([0], gains, k, n_steps, start=n_steps)
     with pytest.raises(ValueError, match="start"):
         pooled_alignment([([0], gains, n_steps)], k, start=-1)
+
+
+def test_circular_alignment_against_every_shift_by_hand():
+    from grokbook.slingshot import circular_alignment
+
+    events, steps, lo, hi, k = np.array([20, 100, 300]), np.array([110, 305, 500]), 50, 550, 20
+    got = circular_alignment([(events, steps, lo, hi)], k, n_shuffles=20_000, seed=1)
+    assert (got.aligned, got.total) == (2, 3)  # 110 and 305 follow an event by <= 20; 20 lies before lo
+    exact = []
+    for d in range(hi - lo):
+        e = lo + (np.array([100, 300]) - lo + d) % (hi - lo)
+        exact.append(np.mean([np.any((s - e >= 0) & (s - e <= k)) for s in steps]))
+    assert got.chance.mean == pytest.approx(np.mean(exact), abs=0.01)
+    assert got.chance.low >= 0 and got.chance.high <= 1
+    # two runs pool their steps; a run without steps in its range adds nothing
+    two = circular_alignment([(events, steps, lo, hi), (np.array([5]), np.array([900]), 0, 100)], k, n_shuffles=10)
+    assert (two.aligned, two.total) == (2, 3)
+    with pytest.raises(ValueError, match="lo < hi"):
+        circular_alignment([(events, steps, 10, 10)], k)
