@@ -64,6 +64,9 @@ def test_weight_cosine_row_on_planted_series():
     moved = np.roll(grad, 250)  # gradient spikes elsewhere: no alignment
     assert el.weight_cosine_row(1 - run_turn, 1 - null_turn, moved, 300, skip=100, window=100, spike_factor=5.0,
                                 k=10)["aligned"] == 0.0
+    late = el.weight_cosine_row(1 - run_turn, 1 - null_turn, grad, n - 1, skip=100, window=100, spike_factor=5.0,
+                                k=10)
+    assert np.isnan(late["steadiness"]) and late["departures"] == 0  # t2 at the last step: nothing to measure
     with pytest.raises(ValueError, match="one length"):
         el.weight_cosine_row(1 - run_turn, 1 - null_turn[:-1], grad, 300, skip=100, window=100, spike_factor=5.0, k=10)
 

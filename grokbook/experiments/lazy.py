@@ -99,6 +99,8 @@ def weight_cosine_row(cos_consecutive: Sequence[float], null_cos_consecutive: Se
       spike, ``chance`` and ``chance_high`` its :func:`circular_chance` (gradient spikes
       shifted within ``start .. steps - 1``), ``excess`` = ``aligned - chance``;
     - ``unresolved``: the share of the run's steps from ``start`` whose cosine is 1 in float32.
+
+    Every value is NaN (counts 0) when ``start`` leaves fewer than two steps.
     """
     from ..slingshot import find_spikes
 
@@ -107,8 +109,10 @@ def weight_cosine_row(cos_consecutive: Sequence[float], null_cos_consecutive: Se
     if not (len(run) == len(null) == len(g)):
         raise ValueError(f"the series must have one length, got {len(run)}, {len(null)}, {len(g)}")
     start = max(int(t2 or 0), int(skip))
-    if start >= len(run) - 1:
-        raise ValueError(f"nothing left after step {start} of {len(run)}")
+    if start >= len(run) - 1:  # nothing left to measure: every value missing
+        nan = float("nan")
+        return dict(start=float(start), steadiness=nan, departures=0.0, grad_spikes=0.0, aligned=nan, chance=nan,
+                    chance_high=nan, excess=nan, unresolved=nan)
     dep = find_spikes(run, window=window, spike_factor=spike_factor)
     dep = dep[dep >= start]
     gs = find_spikes(g, window=window, spike_factor=spike_factor)
