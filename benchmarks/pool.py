@@ -64,6 +64,32 @@ CONFIG = RunConfig(task="add", p=47, r=0.5, n_layers=2, d_model=64, n_heads=4, a
 SEEDS = (100, 101, 102, 103, 104)
 
 
+def thresholds(chapter: str, settings: dict):
+    """``chapter``'s thresholds object, after checking that they are the ones ``settings``
+    (a record's) were measured at."""
+    th = for_chapter(chapter)
+    if (th.leave, th.reach) != (settings["leave"], settings["reach"]):
+        raise SystemExit(f"{chapter}'s thresholds {th} are not the record's {settings}")
+    return th
+
+
+def record_runs(store, th, rows: list, named, measure, save, label: str) -> None:
+    """For each ``(name, config)`` of ``named`` without a row in ``rows``: train it (or
+    load it) through ``store``, append ``measure(run, times, name)`` (a list of rows) to
+    ``rows`` and ``save(rows)`` at once, so that an interrupted part resumes."""
+    for name, config in named:
+        if any(r["config"] == config.hash() for r in rows):
+            continue
+        start = time.perf_counter()
+        run = store.get_or_train(config)
+        times = run_phase_times(run, leave=th.leave, reach=th.reach)
+        new = measure(run, times, name)
+        rows += new
+        save(rows)
+        print(f"{label} {name} seed {config.seed}: {times}, {len(new)} rows, {time.perf_counter() - start:.0f} s",
+              flush=True)
+
+
 def measure_hessian(run, times):
     s = eh.POOL_SETTINGS
     return eh.measure_steps([run], [times], window=s["window"], spike_factors=eh.POOL_FACTORS,
@@ -90,9 +116,7 @@ def registered(store, out) -> None:
     (the same subsets, replays and eigenvalues), recorded so that the build replays one
     seed live instead of all three."""
     s = eh.REGISTERED_SETTINGS
-    th = for_chapter("07_hessian")
-    if (th.leave, th.reach) != (s["leave"], s["reach"]):
-        raise SystemExit(f"07_hessian's thresholds {th} are not the record's {s}")
+    th = thresholds("07_hessian", s)
     from grokbook.tasks import make_dataset
 
     configs = replicates([CONFIG], s["seeds"])
@@ -120,9 +144,7 @@ def controls(store, out, seeds) -> None:
     same snapshot steps (``hessian_matched_p47.csv``) and at the control's own spikes
     (``hessian_matched_spikes_p47.csv``, the pool's spike factors and examples)."""
     s, ps = eh.MATCHED_SETTINGS, eh.POOL_SETTINGS
-    th = for_chapter("07_hessian")
-    if (th.leave, th.reach) != (s["leave"], s["reach"]):
-        raise SystemExit(f"07_hessian's thresholds {th} are not the record's {s}")
+    th = thresholds("07_hessian", s)
     paths = out / eh.MATCHED_FILE.name, out / eh.MATCHED_SPIKES_FILE.name
     pairs, spikes = eh.read_matched(paths[0]), eh.read_pool(paths[1])
     for config in replicates([CONFIG], seeds):
@@ -149,42 +171,23 @@ def maps(store, out) -> None:
     """Chapter 5's time x alpha maps at the talk's train fractions (r 0.30 and 0.85, seed
     0 as the chapter's map), one run each (``valleys_maps_p47.csv``)."""
     s = ev.MAP_SETTINGS
-    th = for_chapter("05_valleys")
-    if (th.leave, th.reach) != (s["leave"], s["reach"]):
-        raise SystemExit(f"05_valleys's thresholds {th} are not the record's {s}")
     path = out / ev.MAP_FILE.name
-    rows = ev.read_maps(path)
     alphas = torch.linspace(-s["alpha_max"], s["alpha_max"], s["n_alphas"])
-    for config in replicates([CONFIG.replace(r=f) for f in ev.MAP_FRACTIONS], [0]):
-        if any(r["config"] == config.hash() for r in rows):
-            continue
-        start = time.perf_counter()
-        run = store.get_or_train(config)
-        times = run_phase_times(run, leave=th.leave, reach=th.reach)
-        rows += ev.map_rows(run, times, alphas, s["direction_seed"])
-        ev.write_maps(rows, path)
-        print(f"maps r {config.r}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+    named = [(f"r {c.r:g}", c) for c in replicates([CONFIG.replace(r=f) for f in ev.MAP_FRACTIONS], [0])]
+    record_runs(store, thresholds("05_valleys", s), ev.read_maps(path), named,
+                lambda run, times, _: ev.map_rows(run, times, alphas, s["direction_seed"]),
+                lambda rows: ev.write_maps(rows, path), "maps")
 
 
 def lazy(store, out, seeds) -> None:
     """Chapter 4's weight-cosine test on the fresh seeds: each grokking run and its matched
     control without weight decay (``lazy_p47.csv``)."""
-    s = el.POOL_SETTINGS
-    th = for_chapter("04_lazy")
-    if (th.leave, th.reach) != (s["leave"], s["reach"]):
-        raise SystemExit(f"04_lazy's thresholds {th} are not the record's {s}")
     path = out / el.POOL_FILE.name
-    rows = el.read_pool(path)
-    for config in replicates([CONFIG], seeds):
-        for group, c in (("grokking", config), ("control", config.replace(**eh.MATCHED_CHANGE))):
-            if any(r["config"] == c.hash() for r in rows):
-                continue
-            start = time.perf_counter()
-            run = store.get_or_train(c)
-            times = run_phase_times(run, leave=th.leave, reach=th.reach)
-            rows.append(el.measure(run, times, group))
-            el.write_pool(rows, path)
-            print(f"lazy {group} seed {c.seed}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+    named = [(g, c) for config in replicates([CONFIG], seeds)
+             for g, c in (("grokking", config), ("control", config.replace(**eh.MATCHED_CHANGE)))]
+    record_runs(store, thresholds("04_lazy", el.POOL_SETTINGS), el.read_pool(path), named,
+                lambda run, times, group: [el.measure(run, times, group)],
+                lambda rows: el.write_pool(rows, path), "lazy")
 
 
 def slingshot(store, out, seeds) -> None:
@@ -192,9 +195,7 @@ def slingshot(store, out, seeds) -> None:
     its gradient norm clipped at each of ``interventions.QUANTILES`` of its own gradient
     norms after ``skip`` (``slingshot_p47.csv``)."""
     s = ei.POOL_SETTINGS
-    th = for_chapter("03_slingshot")
-    if (th.leave, th.reach) != (s["leave"], s["reach"]):
-        raise SystemExit(f"03_slingshot's thresholds {th} are not the record's {s}")
+    th = thresholds("03_slingshot", s)
     path = out / ei.POOL_FILE.name
     rows = ei.read_pool(path)
     for config in replicates([CONFIG], seeds):
@@ -202,15 +203,8 @@ def slingshot(store, out, seeds) -> None:
         arms = [(ei.arm_name(None), config)] + [
             (ei.arm_name(q), config.replace(grad_clip=ei.clip_level(free.metrics["grad_norm"], s["skip"], q)))
             for q in ei.QUANTILES]
-        for arm, c in arms:
-            if any(r["config"] == c.hash() for r in rows):
-                continue
-            start = time.perf_counter()
-            run = store.get_or_train(c)
-            times = run_phase_times(run, leave=th.leave, reach=th.reach)
-            rows.append(ei.measure(run, times, arm))
-            ei.write_pool(rows, path)
-            print(f"slingshot {arm} seed {c.seed}: {times}, {time.perf_counter() - start:.0f} s", flush=True)
+        record_runs(store, th, rows, arms, lambda run, times, arm: [ei.measure(run, times, arm)],
+                    lambda rows_: ei.write_pool(rows_, path), "slingshot")
 
 
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
@@ -252,24 +246,10 @@ def main() -> None:
             controls(store, args.out, args.seeds)
             continue
         module, chapter, file, read, write, measure = PARTS[part]
-        th = for_chapter(chapter)
-        if (th.leave, th.reach) != (module.POOL_SETTINGS["leave"], module.POOL_SETTINGS["reach"]):
-            raise SystemExit(f"{chapter}'s thresholds {th} are not the pool's {module.POOL_SETTINGS}")
         path = args.out / file.name
-        rows = read(path)
-        done = set()
-        for config in replicates([CONFIG], args.seeds):
-            seed = config.seed
-            if config.hash() in done or any(r["config"] == config.hash() for r in rows):
-                continue
-            start = time.perf_counter()
-            run = store.get_or_train(config)
-            times = run_phase_times(run, leave=th.leave, reach=th.reach)
-            new = measure(run, times)
-            rows += new
-            done.add(config.hash())  # a seed without rows (no stretch) is not measured twice
-            write(rows, path)
-            print(f"{part} seed {seed}: {times}, {len(new)} rows, {time.perf_counter() - start:.0f} s", flush=True)
+        record_runs(store, thresholds(chapter, module.POOL_SETTINGS), read(path),
+                    [("fresh", c) for c in replicates([CONFIG], args.seeds)],
+                    lambda run, times, _: measure(run, times), lambda rows: write(rows, path), part)
     print(f"{datetime.date.today().isoformat()} python benchmarks/pool.py {' '.join(sys.argv[1:])}; "
           f"{platform.machine()} {os.cpu_count()} cores, {args.threads} thread(s), torch {torch.__version__}")
 

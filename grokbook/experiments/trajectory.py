@@ -276,12 +276,12 @@ def training_losses(config: Any, weights: np.ndarray) -> np.ndarray:
     from ..tasks import make_dataset
 
     data = make_dataset(config)
-    out = []
-    for w in np.asarray(weights, np.float32):
-        t = torch.from_numpy(w)
-        out.append(slice_1d(model_with(config, w), t, torch.zeros_like(t), torch.zeros(1),
-                            {"train": (data.train_x, data.train_y)})["train"]["loss"][0])
-    return np.asarray(out, np.float64)
+    w = np.asarray(weights, np.float32)
+    model = model_with(config, w[0])  # slice_1d evaluates at the weights it is given, not the model's own
+    batch = {"train": (data.train_x, data.train_y)}
+    zero = torch.zeros(w.shape[1])
+    return np.array([slice_1d(model, torch.from_numpy(x), zero, torch.zeros(1), batch)["train"]["loss"][0]
+                     for x in w], np.float64)
 
 
 def measure_picture(run: Any, times: Any, n_points: int = PICTURE_SETTINGS["n_points"]) -> Optional[dict[str, Any]]:
