@@ -8,6 +8,7 @@ this process or a chapter's kernel raised them."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -177,7 +178,6 @@ def _where(items: Sequence[str]) -> list[tuple[str, Any]]:
     RunConfig field stores it; :class:`InputError` for a key that is not a field or a
     value of the wrong type."""
     import ast
-    import dataclasses
 
     from .config import FieldError, RunConfig, check_field
 
@@ -228,7 +228,6 @@ def _runs(args: argparse.Namespace) -> int:
     disk and the config fields that differ from the defaults, filtered by ``--where``
     and ``--outcome``. Reads each run without its snapshots."""
     import csv
-    import dataclasses
 
     from .config import RunConfig
     from .phases import OUTCOMES
@@ -260,9 +259,9 @@ def _runs(args: argparse.Namespace) -> int:
         size = store.size_on_disk(name)
         shown, total = shown + 1, total + size
         if writer:
-            config = run.config.to_dict()
             writer.writerow([name, *("" if v is None else v for v in summary.values()), size,
-                             *(json.dumps(config[f]) if f == "betas" else config[f] for f in fields)])
+                             *(json.dumps(list(run.config.betas)) if f == "betas" else getattr(run.config, f)
+                               for f in fields)])
         else:
             t2, t4 = ("never" if t is None else t for t in (summary["t2"], summary["t4"]))
             print(f"{name:<16}  {summary['outcome']:<11}  {t2:>7}  {t4:>7}  {size / 2**20:>5.1f} MB  "
@@ -297,7 +296,8 @@ def _export(args: argparse.Namespace) -> int:
         run = store.load_hash(name)
         if run is None:
             raise InputError(f"the stored run {name} cannot be read")
-        index.append({"hash": name, **run.config.to_dict(), **run_summary(run)})
+        fields = {**dataclasses.asdict(run.config), "betas": list(run.config.betas)}  # every field, also at default
+        index.append({"hash": name, **fields, **run_summary(run)})
         for what in frames:  # DataFrame.to_csv or .to_parquet
             getattr(run.to_frame(what), f"to_{args.format}")(out / f"{name}.{what}.{args.format}")
     table = pd.DataFrame(index).astype({f"t{i}": "Int64" for i in range(1, 5)})  # never reached: empty

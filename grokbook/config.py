@@ -67,6 +67,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "steps": (lambda v: v >= 1, _AT_LEAST_1),
     "seed": (lambda v: 0 <= v < SEED_LIMIT, _SEEDS),
     "n_snapshots": (lambda v: v >= 2, "an integer >= 2 (first and last)"),
+    "adam_eps": (lambda v: v > 0, "a positive finite number"),
+    "grokfast_alpha": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+    "grokfast_lamb": (lambda v: v >= 0, "a finite number >= 0 (0 means no filter)"),
 }
 
 
@@ -169,6 +172,12 @@ class RunConfig:
     Schedule: ``steps`` optimiser updates, ``seed`` for the initial weights and the
     minibatch order (seeds are below :data:`SEED_LIMIT`), ``n_snapshots`` weight
     snapshots (dense early, geometric later).
+    Interventions (fields of :data:`LATER_FIELDS`, left out of :meth:`to_dict` and so of
+    the hash at their defaults): ``adam_eps``, the epsilon of Adam's denominator (torch's
+    1e-8); ``grokfast_alpha`` and ``grokfast_lamb``, the Grokfast-EMA gradient filter
+    (Lee et al. 2024): the gradient ``g`` plus ``grokfast_lamb`` times its exponential
+    moving average ``e <- alpha e + (1 - alpha) g`` (``e`` starts at the first gradient;
+    ``grokfast_lamb`` 0: no filter).
     """
 
     task: str = "add"
@@ -196,6 +205,9 @@ class RunConfig:
     steps: int = 1000
     seed: int = 0
     n_snapshots: int = 40
+    adam_eps: float = 1e-8
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 0.0
 
     def __post_init__(self) -> None:
         # Store every field as its type, so that equal configs have one hash: an int
@@ -237,9 +249,13 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the fields."""
+        """Plain JSON-able dict of the fields, without the :data:`LATER_FIELDS` that are
+        at their defaults (so that every run stored before they existed keeps its hash)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -256,6 +272,10 @@ class RunConfig:
         blob = json.dumps({"v": TRAIN_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+
+#: Fields added after runs had been stored, with their defaults: :meth:`RunConfig.to_dict`
+#: (and so the hash, the stored config and a record's columns) leaves one out at its default.
+LATER_FIELDS = {"adam_eps": 1e-8, "grokfast_alpha": 0.98, "grokfast_lamb": 0.0}
 
 #: Each field's type as the text of its annotation (``"int"``, ``"tuple[float, float]"``).
 _KINDS = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}

@@ -146,7 +146,7 @@ class TrainState:
     """One run's state after ``step`` iterations: everything needed to continue it
     exactly (a checkpoint). Tensors are ``(n_params,)`` on the CPU; ``metrics`` is
     ``(step, len(METRICS))``; ``val`` rows are ``(step, loss, acc)``;
-    ``at_validation`` is ``(step, weights, m, v)`` at the last scheduled validation, from
+    ``at_validation`` is ``(step, weights, opt)`` at the last scheduled validation, from
     which a crossing found at the next one is placed (None: not kept)."""
 
     step: int
@@ -158,4 +158,4 @@ class TrainState:
     theta0: torch.Tensor
     prev_delta: torch.Tensor
     wall_time_s: float = 0.0
-    at_validation: Optional[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = None
+    at_validation: Optional[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = None

@@ -222,8 +222,8 @@ def _state_to_bytes(s: TrainState) -> bytes:
         else np.zeros((0, s.flat.numel()), np.float32),
         wall_time_s=np.array(s.wall_time_s))
     if s.at_validation is not None:
-        t, w, m, v = s.at_validation
-        arrays.update(at_val_step=np.array(t), at_val_w=w.numpy(), at_val_m=m.numpy(), at_val_v=v.numpy())
+        t, w, opt = s.at_validation
+        arrays.update(at_val_step=np.array(t), at_val_w=w.numpy(), **{f"at_val_{k}": x.numpy() for k, x in opt.items()})
     return _npz(arrays)
 
 
@@ -236,7 +236,9 @@ def _state_from_bytes(payload: bytes) -> TrainState:
         snapshots=list(zip(z["snapshot_steps"].tolist(), z["snapshots"])),
         theta0=torch.from_numpy(z["theta0"]), prev_delta=torch.from_numpy(z["prev_delta"]),
         wall_time_s=float(z["wall_time_s"]),
-        at_validation=(int(z["at_val_step"]), *(torch.from_numpy(z[f"at_val_{k}"]) for k in "wmv"))
+        at_validation=(int(z["at_val_step"]), torch.from_numpy(z["at_val_w"]),
+                       {k[7:]: torch.from_numpy(v) for k, v in z.items()
+                        if k.startswith("at_val_") and k not in ("at_val_step", "at_val_w")})
         if "at_val_step" in z else None)
 
 

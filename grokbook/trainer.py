@@ -267,9 +267,9 @@ def _keep_freed_memory() -> None:
 
 def adam_update(t: int, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                 lr: torch.Tensor | float, decoupled_wd: torch.Tensor | float | None,
-                betas: tuple[float, float]) -> None:
+                betas: tuple[float, float], eps: float = 1e-8) -> None:
     """Iteration ``t``'s Adam update of ``w`` in place, with ``torch.optim``'s arithmetic
-    (eps 1e-8): the moments ``m``, ``v`` (shaped as ``w``) take the gradient ``g``, and
+    (epsilon ``eps``): the moments ``m``, ``v`` (shaped as ``w``) take the gradient ``g``, and
     with ``decoupled_wd`` (AdamW) ``w`` first shrinks by ``1 - lr * decoupled_wd``; None
     for Adam, whose L2 decay is already in ``g``. ``lr`` and ``decoupled_wd`` are numbers
     or ``(M, 1)`` per-row tensors."""
@@ -278,7 +278,7 @@ def adam_update(t: int, w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: to
         w.mul_(1 - lr * decoupled_wd)
     m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = (v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(1e-8)
+    denom = (v.sqrt() / math.sqrt(1 - b2 ** (t + 1))).add_(eps)
     w.sub_(lr / (1 - b1 ** (t + 1)) * (m / denom))
 
 
@@ -345,14 +345,17 @@ class Core:
         self.val: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self.snaps: list[tuple[int, np.ndarray]] = []
         self.t0, self.wall0 = 0, 0.0
-        self.w, self.m, self.v = w, torch.zeros_like(w), torch.zeros_like(w)
+        # the optimiser's state, each (M, P): Adam's moments (SGD's momentum in "m") and,
+        # with the Grokfast filter, the gradient's moving average "ema"
+        self.w = w
+        self.opt = {k: torch.zeros_like(w) for k in ("m", "v", "ema")[:3 if c0.grokfast_lamb else 2]}
         self.theta0, self.prev_delta = w.clone(), torch.zeros_like(w)
         self.val_at = set(scheduled_validations(c0, len(self.y_tr), len(self.y_va)).tolist())
         self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
         self.levels = np.array(VALIDATION_LEVELS)
         self.found = np.zeros((n, len(self.levels)), dtype=bool)  # row i has reached level k
         self.extra: list[tuple[int, int, float, float]] = []      # placed (row, step, loss, acc)
-        self.at_val: Optional[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = None
+        self.at_val: Optional[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = None
         if states is not None:
             self._resume(states)
         self.theta0_norm = _rows_norm(self.theta0)
@@ -364,7 +367,7 @@ class Core:
         self.t0, self.wall0 = states[0].step, max(s.wall_time_s for s in states)
         self.w, self.theta0, self.prev_delta = stack(lambda s: s.flat), stack(lambda s: s.theta0), \
             stack(lambda s: s.prev_delta)
-        self.m, self.v = stack(lambda s: s.opt["m"]), stack(lambda s: s.opt["v"])
+        self.opt = {k: stack(lambda s, k=k: s.opt[k]) for k in self.opt}
         self.metrics[:self.t0] = torch.from_numpy(np.stack([s.metrics for s in states], axis=1)).to(dev)
         # scheduled validations are common to every row; placed crossings are the row's own
         base = [[v for v in s.val if v[0] in self.val_at] for s in states]
@@ -376,8 +379,8 @@ class Core:
             accs = np.array([acc for _, _, acc in s.val], dtype=np.float64)
             self.found[i] = (accs[:, None] >= self.levels[None, :]).any(0) if len(accs) else False
         if all(s.at_validation is not None for s in states):
-            self.at_val = (states[0].at_validation[0],
-                           *(stack(lambda s, j=j: s.at_validation[j]) for j in (1, 2, 3)))
+            self.at_val = (states[0].at_validation[0], stack(lambda s: s.at_validation[1]),
+                           {k: stack(lambda s, k=k: s.at_validation[2][k]) for k in self.opt})
         for k, (t, _) in enumerate(states[0].snapshots):
             self.snaps.append((t, np.stack([s.snapshots[k][1] for s in states])))
 
@@ -402,7 +405,7 @@ class Core:
             self.found |= new
             self.val.append((t, loss, acc))
             if not self.found.all():  # the state a later crossing is replayed from
-                self.at_val = (t, self.w.clone(), self.m.clone(), self.v.clone())
+                self.at_val = (t, self.w.clone(), {k: x.clone() for k, x in self.opt.items()})
         if t in self.snap_at:
             self.snaps.append((t, self.w[:, :self.n_params].float().cpu().numpy().copy()))
 
@@ -411,20 +414,20 @@ class Core:
         """Row ``i`` is below ``level`` at the previous validation ``a`` and at or above
         it at ``b``: bisect ``(a, b]`` by replaying the row alone from ``a``, and record
         the first step at or above the level and the step before it."""
-        a, wa, ma, va = self.at_val  # type: ignore[misc]
+        a, wa, opt_a = self.at_val  # type: ignore[misc]
         lo, hi = a, b
-        state = (wa[i:i + 1].clone(), ma[i:i + 1].clone(), va[i:i + 1].clone())
+        state = (wa[i:i + 1].clone(), {k: x[i:i + 1].clone() for k, x in opt_a.items()})
         lo_val = hi_val = None
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            w, m, v = (x.clone() for x in state)
+            w, opt = state[0].clone(), {k: x.clone() for k, x in state[1].items()}
             for t in range(lo, mid):
-                self._advance(t, [i], w, m, v)
+                self._advance(t, [i], w, opt)
             loss, acc = (x.item() for x in self._validate(w))
             if acc >= level:
                 hi, hi_val = mid, (loss, acc)
             else:
-                lo, lo_val, state = mid, (loss, acc), (w, m, v)
+                lo, lo_val, state = mid, (loss, acc), (w, opt)
         self.extra += [(i, t, *val) for t, val in ((lo, lo_val), (hi, hi_val)) if val is not None]
 
     def _gradient(self, w: torch.Tensor, configs: Sequence[RunConfig], t: int):
@@ -444,23 +447,33 @@ class Core:
         return losses.detach(), logits.detach(), yb, g
 
     @torch.no_grad()
-    def _apply(self, t: int, g: torch.Tensor, gnorm: torch.Tensor, w: torch.Tensor, m: torch.Tensor,
-               v: torch.Tensor, lr: torch.Tensor, wd: torch.Tensor) -> None:
-        """Clip ``g`` (norms ``gnorm``), update ``w``, ``m``, ``v`` in place, and put the
-        weights back on their sphere for fixed-norm runs."""
+    def _apply(self, t: int, g: torch.Tensor, gnorm: torch.Tensor, w: torch.Tensor, opt: dict[str, torch.Tensor],
+               lr: torch.Tensor, wd: torch.Tensor) -> None:
+        """Filter ``g`` (Grokfast), clip it (``gnorm``: its norms, recomputed after the
+        filter), update ``w`` and its optimiser state ``opt`` in place, and put the weights
+        back on their sphere for fixed-norm runs."""
         c0 = self.c0
+        if c0.grokfast_lamb:
+            ema = opt["ema"]
+            if t == 0:
+                ema.copy_(g)
+            else:
+                ema.lerp_(g, 1 - c0.grokfast_alpha)
+            g.add_(ema, alpha=c0.grokfast_lamb)
+            gnorm = _rows_norm(g)
         if c0.grad_clip:
             g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])
-        self._update(t, g, w, m, v, lr, wd)
+        self._update(t, g, w, opt["m"], opt["v"], lr, wd)
         if c0.fixed_norm:
             w.mul_(c0.fixed_norm / _rows_norm(w)[:, None])
 
-    def _advance(self, t: int, rows: list[int], w: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> None:
-        """Iteration ``t`` for the ``rows`` whose state is ``w``, ``m``, ``v``
-        ``(len(rows), P)``, in place, recording nothing: the step :meth:`step` takes."""
+    def _advance(self, t: int, rows: list[int], w: torch.Tensor, opt: dict[str, torch.Tensor]) -> None:
+        """Iteration ``t`` for the ``rows`` whose weights are ``w`` and optimiser state
+        ``opt`` (each ``(len(rows), P)``), in place, recording nothing: the step
+        :meth:`step` takes."""
         _, _, _, g = self._gradient(w, [self.configs[i] for i in rows], t)
         with torch.no_grad():
-            self._apply(t, g, _rows_norm(g), w, m, v, self.lr[rows], self.wd[rows])
+            self._apply(t, g, _rows_norm(g), w, opt, self.lr[rows], self.wd[rows])
 
     def step(self, t: int) -> None:
         """Iteration ``t``: observe theta_t, one gradient and update for every row, the
@@ -473,7 +486,7 @@ class Core:
             row = [losses, accuracy(logits, yb), gnorm, wnorm,
                    w[:, self.out_slice].norm(dim=1), _rows_dot(w, self.theta0) / (wnorm * self.theta0_norm)]
             prev = w.clone()
-            self._apply(t, g, gnorm, w, self.m, self.v, self.lr, self.wd)
+            self._apply(t, g, gnorm, w, self.opt, self.lr, self.wd)
             delta = w - prev
             row.append(_rows_dot(prev, w) / (wnorm * _rows_norm(w)))
             row.append(_rows_dot(delta, self.prev_delta) / (_rows_norm(delta) * _rows_norm(self.prev_delta))
@@ -494,7 +507,7 @@ class Core:
             m.mul_(c.momentum).add_(g)
             w.sub_(lr * m)
             return
-        adam_update(t, w, m, v, g, lr, wd if c.optimizer == "adamw" else None, c.betas)
+        adam_update(t, w, m, v, g, lr, wd if c.optimizer == "adamw" else None, c.betas, c.adam_eps)
 
     def diverged(self, upto: int) -> np.ndarray:
         """Per row, the first iteration before ``upto`` whose loss is not finite, or -1."""
@@ -507,8 +520,9 @@ class Core:
         metrics = self.metrics[:done].cpu().numpy()
         val = [(t, loss.cpu().tolist(), acc.cpu().tolist()) for t, loss, acc in self.val]
         row = lambda x, i: x[i, :self.n_params].cpu().clone()
-        at = lambda i: None if self.at_val is None else (self.at_val[0], *(row(x, i) for x in self.at_val[1:]))
-        return [TrainState(done, row(self.w, i), {"m": row(self.m, i), "v": row(self.v, i)},
+        at = lambda i: None if self.at_val is None else (
+            self.at_val[0], row(self.at_val[1], i), {k: row(x, i) for k, x in self.at_val[2].items()})
+        return [TrainState(done, row(self.w, i), {k: row(x, i) for k, x in self.opt.items()},
                            metrics[:, i], self._row_val(i, [(t, loss[i], acc[i]) for t, loss, acc in val]),
                            [(t, s[i]) for t, s in self.snaps], row(self.theta0, i),
                            row(self.prev_delta, i), self.wall0 + wall_s, at(i))

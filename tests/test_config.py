@@ -16,7 +16,8 @@ from grokbook.trainer import _epoch_permutation
     ({"weight_decay": -1.0}, "weight_decay"), ({"d_model": 30, "n_heads": 4}, "n_heads"),
     ({"betas": (0.9, 1.0)}, "betas"), ({"batch_size": -1}, "batch_size"),
     ({"steps": 0}, "steps"), ({"loss": "hinge"}, "loss"), ({"init_scale": 0.0}, "init_scale"),
-    ({"arch": "gpt2"}, "arch"), ({"arch": 1}, "arch"),
+    ({"arch": "gpt2"}, "arch"), ({"arch": 1}, "arch"), ({"adam_eps": 0.0}, "adam_eps"),
+    ({"grokfast_alpha": 1.0}, "grokfast_alpha"), ({"grokfast_lamb": -1.0}, "grokfast_lamb"),
 ])
 def test_invalid_values_name_the_field(changes, field):
     with pytest.raises(ValueError, match=rf"RunConfig\.{field} = .* is invalid: "):
@@ -112,6 +113,18 @@ def test_hashes_of_stored_runs_do_not_change():
                      batch_size=64, seed=3, data_seed=2, steps=60).hash() == "e3a2365b4bd7758d"
     assert RunConfig(task="digits", model="mlp", loss="mse", init_scale=8, d_mlp=200, n_layers=2,
                      r=0.5565).hash() == "2e52e2398ac799ee"
+
+
+def test_fields_added_later_leave_the_hash_alone_at_their_defaults():
+    from grokbook.config import LATER_FIELDS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    assert all(defaults[k] == v for k, v in LATER_FIELDS.items())
+    assert not set(LATER_FIELDS) & set(RunConfig().to_dict())
+    eps = RunConfig(adam_eps=1e-4)
+    assert eps.to_dict()["adam_eps"] == 1e-4 and eps.hash() != RunConfig().hash()
+    assert RunConfig.from_dict(eps.to_dict()) == eps
+    assert RunConfig(grokfast_lamb=2.0).hash() != RunConfig(grokfast_lamb=2.0, grokfast_alpha=0.9).hash()
 
 
 def test_check_field_checks_one_field_alone():

@@ -132,3 +132,14 @@ def test_a_record_gives_back_its_config(tiny, tmp_path):
     assert records.row_config(row) == config
     with pytest.raises(ValueError, match="not to its hash"):
         records.row_config(row.to_dict() | {"lr": 0.5})
+
+
+def test_records_with_and_without_a_later_field_read_together(tiny, tmp_path):
+    # a field added later (adam_eps) has a column only where it is not at its default;
+    # read beside a record without it, the empty cell is its default again
+    plain, eps = tiny.replace(steps=20), tiny.replace(steps=20, adam_eps=1e-3)
+    write_records(tmp_path, [run_record(train(plain), "a")], "a")
+    write_records(tmp_path, [run_record(train(eps), "b")], "b")
+    frame = read_records(tmp_path)
+    assert "adam_eps" in frame.columns and frame["adam_eps"].isna().sum() == 1
+    assert {records.row_config(row) for _, row in frame.iterrows()} == {plain, eps}

@@ -21,12 +21,12 @@ def reference_loop(cfg: RunConfig):
     model = build_model(cfg, data.vocab_size, data.n_classes)
     params = list(model.parameters())
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
-    opt = {"adamw": lambda: torch.optim.AdamW(params, betas=cfg.betas, **kw),
-           "adam": lambda: torch.optim.Adam(params, betas=cfg.betas, **kw),
+    opt = {"adamw": lambda: torch.optim.AdamW(params, betas=cfg.betas, eps=cfg.adam_eps, **kw),
+           "adam": lambda: torch.optim.Adam(params, betas=cfg.betas, eps=cfg.adam_eps, **kw),
            "sgd": lambda: torch.optim.SGD(params, momentum=cfg.momentum, **kw)}[cfg.optimizer]()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / cfg.warmup_steps))
     flat = lambda: torch.cat([p.detach().reshape(-1) for p in params]).double()
-    theta0, rows, prev_delta = flat(), [], None
+    theta0, rows, prev_delta, averages = flat(), [], None, None
     for t in range(cfg.steps):
         opt.zero_grad()
         logits = model(data.train_x)
@@ -34,6 +34,12 @@ def reference_loop(cfg: RunConfig):
         loss.backward()
         g = torch.cat([p.grad.reshape(-1) for p in params]).double()
         before, w_out = flat(), float(model.unembed.weight.detach().norm())
+        if cfg.grokfast_lamb:  # Grokfast-EMA as Lee et al. publish it, parameter by parameter
+            if averages is None:
+                averages = [p.grad.detach().clone() for p in params]
+            for a, p in zip(averages, params):
+                a.mul_(cfg.grokfast_alpha).add_(p.grad.detach(), alpha=1 - cfg.grokfast_alpha)
+                p.grad.add_(a, alpha=cfg.grokfast_lamb)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
@@ -51,7 +57,8 @@ def reference_loop(cfg: RunConfig):
 
 @pytest.mark.parametrize("changes", [
     {}, {"optimizer": "adam", "weight_decay": 0.1}, {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05},
-    {"grad_clip": 0.5},
+    {"grad_clip": 0.5}, {"adam_eps": 1e-3}, {"optimizer": "adam", "adam_eps": 0.1},
+    {"grokfast_alpha": 0.9, "grokfast_lamb": 2.0}, {"grokfast_lamb": 5.0, "grad_clip": 0.5},
 ])
 def test_trainer_matches_plain_torch_loop(tiny, changes, float64):
     # In float64 the flat optimiser and torch.optim agree to rounding: Adam's
@@ -140,15 +147,15 @@ def test_a_minibatch_run_validates_within_budget_over_every_stretch(tiny):
                                       validation_schedule(cfg.steps, validation_spacing(cfg.steps, cost)))
 
 
-@pytest.mark.parametrize("batch_size", [0, 24])
-def test_levels_are_placed_at_the_step_per_step_validation_finds(monkeypatch, batch_size):
+@pytest.mark.parametrize("changes", [{}, {"batch_size": 24}, {"grokfast_alpha": 0.9, "grokfast_lamb": 2.0}])
+def test_levels_are_placed_at_the_step_per_step_validation_finds(monkeypatch, changes):
     """Oracle: the same runs validated at every step. Each placed crossing is a step at
     or above its level whose previous step is below it, with the oracle's values (the
     replay retraces the run); it is the oracle's first crossing unless the oracle's
     accuracy rose through the level and fell back before it."""
     cfg = RunConfig(p=17, r=0.8, n_layers=1, d_model=32, n_heads=2, steps=150, n_snapshots=4,
-                    lr=1e-2, warmup_steps=5, weight_decay=1.0, batch_size=batch_size)
-    configs = [cfg.replace(seed=s) for s in range(3)]
+                    lr=1e-2, warmup_steps=5, weight_decay=1.0).replace(**changes)
+    configs = [cfg.replace(seed=s) for s in range(6)]  # enough crossings between validations on any CPU
     monkeypatch.setattr(core_module, "validation_spacing", lambda steps, cost: 9)
     monkeypatch.setattr(core_module, "VALIDATION_BUDGET", 1.0)  # minibatch: no wider spacing than 9
     sparse = core_module.train_core(configs, device="cpu")
@@ -177,9 +184,10 @@ def test_levels_are_placed_at_the_step_per_step_validation_finds(monkeypatch, ba
     assert placed >= 3 and exact >= 2   # the test exercised the placement
 
 
-def test_a_resumed_run_places_crossings_as_an_uninterrupted_one(monkeypatch):
+@pytest.mark.parametrize("changes", [{}, {"grokfast_alpha": 0.9, "grokfast_lamb": 2.0}])
+def test_a_resumed_run_places_crossings_as_an_uninterrupted_one(monkeypatch, changes):
     cfg = RunConfig(p=17, r=0.8, n_layers=1, d_model=32, n_heads=2, steps=120, n_snapshots=4,
-                    lr=1e-2, warmup_steps=5, weight_decay=1.0)
+                    lr=1e-2, warmup_steps=5, weight_decay=1.0, **changes)
     monkeypatch.setattr(core_module, "validation_spacing", lambda steps, cost: 9)
     whole = core_module.train_core([cfg], device="cpu")[0]
     saved = []
@@ -190,6 +198,8 @@ def test_a_resumed_run_places_crossings_as_an_uninterrupted_one(monkeypatch):
     from grokbook.store import _state_from_bytes, _state_to_bytes
     resumed = core_module.train_core([cfg], states=[_state_from_bytes(_state_to_bytes(saved[0]))],
                                      device="cpu")[0]
+    assert set(saved[0].opt) == ({"m", "v", "ema"} if changes else {"m", "v"})
+    np.testing.assert_array_equal(whole.metrics["train_loss"], resumed.metrics["train_loss"])
     np.testing.assert_array_equal(whole.val_steps, resumed.val_steps)
     np.testing.assert_array_equal(whole.val_acc, resumed.val_acc)
     assert len(whole.val_steps) > len(validation_schedule(120, 9))   # crossings were placed

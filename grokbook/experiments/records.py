@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..config import RunConfig
+from ..config import LATER_FIELDS, RunConfig
 from ..phases import outcome
 from ..store import _write_atomic
 from .thresholds import AUTHORS, Thresholds
@@ -49,12 +49,12 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     columns (the command, the machine) are added as given."""
     c: RunConfig = run.config
     rec: dict[str, Any] = {"family": family, "hash": c.hash()}
-    for f in fields(RunConfig):
-        v = getattr(c, f.name)
-        if f.name == "betas":
+    for name in c.to_dict():  # a later field at its default has no column (:data:`~grokbook.config.LATER_FIELDS`)
+        v = getattr(c, name)
+        if name == "betas":
             rec["beta1"], rec["beta2"] = float(v[0]), float(v[1])
         else:
-            rec[f.name] = v
+            rec[name] = v
     loss = np.asarray(run.metrics["train_loss"], dtype=np.float64)
     acc = np.asarray(run.metrics["train_acc"], dtype=np.float64)
     rec["window"] = loss[:window].astype(np.float32)
@@ -86,13 +86,22 @@ def run_record(run: Any, family: str, *, window: int = WINDOW, n_points: int = N
     return rec
 
 
+def _missing(value: Any) -> bool:
+    """True for None and NaN (an absent cell of a frame)."""
+    return value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+
+
 def row_config(record: Any) -> RunConfig:
     """The :class:`~grokbook.RunConfig` of a record (a row of :func:`read_records` or a
-    dict of :func:`run_record`); ValueError when its fields do not hash to its ``hash``."""
+    dict of :func:`run_record`); ValueError when its fields do not hash to its ``hash``.
+    A field of :data:`~grokbook.config.LATER_FIELDS` without a column, or empty (records
+    of several families read together), takes its default."""
     values = {}
     for f in fields(RunConfig):
         if f.name == "betas":
             values["betas"] = (float(record["beta1"]), float(record["beta2"]))
+        elif f.name in LATER_FIELDS and (f.name not in record or _missing(record[f.name])):
+            values[f.name] = LATER_FIELDS[f.name]
         else:
             v = record[f.name]
             values[f.name] = v.item() if isinstance(v, np.generic) else v
