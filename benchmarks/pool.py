@@ -26,9 +26,10 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   ``cos(theta_t, theta_t+1)`` of each fresh grokking run and its matched control, against
   the optimiser fed gradients without signal (not part of the default ``--parts``);
 - ``slingshot`` (chapter 3, ``data/pool/slingshot_p47.csv``): each fresh run and its
-  repeats with the gradient norm clipped at the 0.5 and 0.9 quantiles of its own gradient
-  norms after step 100: loss spikes, phase times, outcome (not part of the default
-  ``--parts``);
+  repeats under each intervention (the gradient norm clipped at the 0.5 and 0.9 quantiles
+  of its own gradient norms after step 100; Adam's epsilon at its typical gradient
+  coordinate; the Grokfast filter): loss spikes, phase times, outcome (not part of the
+  default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -190,19 +191,34 @@ def lazy(store, out, seeds) -> None:
                 lambda rows: el.write_pool(rows, path), "lazy")
 
 
+def recorded_levels(rows, config) -> dict | None:
+    """The free run's gradient-norm quantiles as its recorded clipped repeats hold them
+    (their ``grad_clip``), checked against their config hashes; None when not all are there."""
+    mine = {r["arm"]: r for r in rows if r["seed"] == config.seed}
+    qs = sorted({*ei.QUANTILES, ei.EPS_QUANTILE})
+    if not all(ei.arm_name(q) in mine for q in qs):
+        return None
+    levels = {q: mine[ei.arm_name(q)]["grad_clip"] for q in qs}
+    for q in qs:
+        if config.replace(grad_clip=levels[q]).hash() != mine[ei.arm_name(q)]["config"]:
+            raise SystemExit(f"seed {config.seed}: the recorded clip at q{q:g} is not this configuration's")
+    return levels
+
+
 def slingshot(store, out, seeds) -> None:
-    """Chapter 3's counterfactual on the fresh seeds: each free run and the same run with
-    its gradient norm clipped at each of ``interventions.QUANTILES`` of its own gradient
-    norms after ``skip`` (``slingshot_p47.csv``)."""
+    """Chapter 3's counterfactual on the fresh seeds: each free run and the same run under
+    each intervention of ``interventions.arm_configs`` (``slingshot_p47.csv``). The free
+    run's gradient-norm quantiles are read from its recorded clipped repeats when they
+    are there (the free run is not trained again), else measured on it."""
     s = ei.POOL_SETTINGS
     th = thresholds("03_slingshot", s)
     path = out / ei.POOL_FILE.name
     rows = ei.read_pool(path)
     for config in replicates([CONFIG], seeds):
-        free = store.get_or_train(config)
-        arms = [(ei.arm_name(None), config)] + [
-            (ei.arm_name(q), config.replace(grad_clip=ei.clip_level(free.metrics["grad_norm"], s["skip"], q)))
-            for q in ei.QUANTILES]
+        levels = recorded_levels(rows, config)
+        if levels is None:
+            levels = ei.gradient_levels(store.get_or_train(config).metrics["grad_norm"], s["skip"])
+        arms = [(ei.arm_name(None), config)] + ei.arm_configs(config, levels)
         record_runs(store, th, rows, arms, lambda run, times, arm: [ei.measure(run, times, arm)],
                     lambda rows_: ei.write_pool(rows_, path), "slingshot")
 

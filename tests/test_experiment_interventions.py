@@ -26,15 +26,17 @@ def test_spike_count_from_start():
     assert ei.spike_count(x, 300, window=100, spike_factor=5.0) == 2
 
 
-def rows(arm, spikes, t4s):
-    return [dict(seed=s, arm=arm, t4=t, loss_spikes=k, binds=0.2 if arm != "free" else 0.0)
-            for s, (k, t) in enumerate(zip(spikes, t4s))]
+def rows(arm, spikes, t4s, t2s=None):
+    t2s = t2s or [50] * len(t4s)
+    return [dict(seed=s, arm=arm, t2=t2, t4=t, loss_spikes=k, binds=0.2 if arm != "free" else 0.0)
+            for s, (k, t, t2) in enumerate(zip(spikes, t4s, t2s))]
 
 
 def test_arm_summary_counts_and_ratios():
-    data = rows("free", [4, 4, 4, 4], [1000, 2000, 1000, 1000]) + rows("clip q0.5", [1, 0, 1, 0], [2000, -1, 1000, -1])
+    data = rows("free", [4, 4, 4, 4], [1000, 2000, 1000, 1000]) + rows("clip q0.5", [1, 0, 1, 0], [2000, -1, 1000, -1],
+                                                                       [40, -1, 60, 70])
     s = ei.arm_summary(data, "clip q0.5")
-    assert (s["n"], s["n_grok"], s["spikes"]) == (4, 2, 0.5)
+    assert (s["n"], s["n_fit"], s["n_grok"], s["spikes"]) == (4, 3, 2, 0.5)
     assert s["t4_ratio"] == {0: pytest.approx(np.log10(2)), 2: pytest.approx(0.0)}
     from grokbook.stats import wilson_interval
     assert s["wilson"] == wilson_interval(2, 4)
@@ -52,6 +54,41 @@ def test_suppression_verdict_every_branch(arm_spikes, arm_t4, word):
     data = rows("free", [4] * 5, [800] * 5) + rows("clip q0.5", arm_spikes, arm_t4)
     v = ei.suppression_verdict(ei.arm_summary(data, "free"), ei.arm_summary(data, "clip q0.5"))
     assert v.word == word
+
+
+def test_suppression_verdict_needs_runs_that_still_fit():
+    # no spikes because most runs never fit: not the counterfactual, whatever t4 says
+    data = rows("free", [4] * 5, [800] * 5) + rows("adam eps", [0] * 5, [-1] * 5, [-1, -1, -1, 60, 70])
+    v = ei.suppression_verdict(ei.arm_summary(data, "free"), ei.arm_summary(data, "adam eps"))
+    assert v.word == "not testable" and "2 of 5 seeds fit" in v.reason
+    data = rows("free", [4] * 5, [800] * 5) + rows("adam eps", [0] * 5, [-1] * 5, [-1, -1, 50, 60, 70])
+    assert ei.suppression_verdict(ei.arm_summary(data, "free"), ei.arm_summary(data, "adam eps")).word == "reproduced"
+
+
+def test_eps_level_and_the_arms_of_a_free_run():
+    # eps: the typical coordinate of a gradient whose norm is the median, by hand
+    assert ei.eps_level(3.0, 9) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ei.eps_level(0.0, 9)
+    from grokbook import RunConfig
+    from grokbook.models import build_model
+    from grokbook.tasks import make_dataset
+
+    config = RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, steps=50)
+    data = make_dataset(config)
+    model = build_model(config, data.vocab_size, data.n_classes)
+    n = sum(int(np.prod(p.shape)) for p in model.parameters())
+    assert ei.n_params(config) == n
+    g = np.r_[np.full(10, 9.0), np.linspace(1.0, 2.0, 101)]
+    levels = ei.gradient_levels(g, 10)
+    assert levels == {0.5: pytest.approx(1.5), 0.9: pytest.approx(1.9)}
+    arms = dict(ei.arm_configs(config, levels))
+    assert tuple(arms) == ei.ARMS
+    assert arms["clip q0.9"] == config.replace(grad_clip=levels[0.9])
+    assert arms["adam eps"] == config.replace(adam_eps=1.5 / np.sqrt(n))
+    assert arms["grokfast"] == config.replace(grokfast_alpha=0.98, grokfast_lamb=2.0)
+    with pytest.raises(ValueError, match="lack the quantiles"):
+        ei.arm_configs(config, {0.5: 1.0})
 
 
 def test_suppression_verdict_needs_free_runs_that_grok():
