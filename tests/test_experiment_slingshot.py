@@ -1,0 +1,79 @@
+"""grokbook.experiments.slingshot: chapter 3's registered tests on planted events and
+transitions (hand counts), and every branch of its verdict and texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grokbook.experiments import slingshot as es
+
+
+def planted(offset, n_runs=3, n_steps=4000, t2=1000):
+    """Runs whose transitions come ``offset`` steps after each event: 4 events a run,
+    one before t2 and three after."""
+    runs = []
+    for i in range(n_runs):
+        ev = np.array([500, 1500, 2500, 3500]) + 37 * i
+        runs.append((ev, ev + offset, t2, n_steps))
+    return runs
+
+
+def test_transitions_right_after_sparse_events_are_above_chance():
+    r = es.alignment_row(planted(5), k=20, n_shuffles=200, skip=100)
+    assert (r["n_events"], r["transitions"], r["aligned"]) == (12, 12, 12)
+    assert r["fraction"] == 1.0 and r["chance"] < 0.1 and r["above chance"]
+    # after t2 (1000): three events and transitions a run, all aligned
+    assert (r["after_t2"], r["aligned_after_t2"]) == (9, 9) and r["above circular"]
+
+
+def test_transitions_far_from_events_are_not_above_chance():
+    r = es.alignment_row(planted(300), k=20, n_shuffles=200, skip=100)
+    assert (r["transitions"], r["aligned"], r["fraction"]) == (12, 0, 0.0)
+    assert not r["above chance"] and not r["above circular"]
+
+
+def test_no_transitions_is_never_above_chance():
+    runs = [(np.array([500]), np.array([], np.int64), None, 2000)]
+    r = es.alignment_row(runs, k=20, n_shuffles=50, skip=100)
+    assert r["transitions"] == 0 and np.isnan(r["fraction"]) and not r["above chance"]
+    assert r["after_t2"] == 0 and not r["above circular"]
+    assert es.alignment_text("control", {kind: r for kind, _ in es.KINDS}, r) == "control: no transitions to test"
+
+
+def test_alignment_and_circular_texts_say_each_kind():
+    yes = es.alignment_row(planted(5), k=20, n_shuffles=100, skip=100)
+    no = es.alignment_row(planted(300), k=20, n_shuffles=100, skip=100)
+    rows = {"onsets": yes, "loss spikes": no, "gradient-norm spikes": yes}
+    text = es.alignment_text("AdamW", rows, no)
+    assert text.startswith("AdamW: 12/12 transitions after onsets")
+    assert "after loss spikes (chance" in text and text.count("not above chance") == 2  # loss spikes, new highs
+    assert text.endswith("0/12 transitions after loss spikes (not above chance)")
+    circ = es.circular_text(rows)
+    assert circ.count("9/9") == 2 and "0/9 transitions after loss spikes" in circ
+
+
+@pytest.mark.parametrize("adam, word", [(2, "reproduced"), (3, "reproduced"), (1, "not reproduced"), (0, "not reproduced")])
+def test_without_weight_decay_needs_two_seeds(adam, word):
+    v = es.without_weight_decay_verdict({"Adam": adam, "AdamW": 3, "control": 0}, {"Adam": adam, "AdamW": 3, "control": 0},
+                                        3, 4000, 5.0)
+    assert v.word == word and f"{adam}/3 Adam runs" in v.reason and "t4 >= 5 t2" in v.reason
+    assert v.reason.endswith("at this budget") == (word == "not reproduced")
+
+
+def test_without_weight_decay_refuses_impossible_counts():
+    with pytest.raises(ValueError, match="between 0 and 3"):
+        es.without_weight_decay_verdict({"Adam": 4, "AdamW": 3, "control": 0}, {"Adam": 0, "AdamW": 3, "control": 0},
+                                        3, 4000, 5.0)
+
+
+def test_controls_and_clip_texts_every_branch():
+    assert es.controls_text(6, 2, 3, 0).endswith("slingshots come without generalization")
+    assert es.controls_text(0, 0, 3, 0).endswith("0/3 generalize")
+    assert es.controls_text(6, 2, 3, 1).endswith("1/3 generalize")
+    assert "not comparable" in es.clip_text(0.9, 0.1, (4, 2), (None, None))
+    assert "prevented within the run" in es.clip_text(0.9, 0.1, (4, 2), (1000, None))
+    assert "slower but not prevented" in es.clip_text(0.9, 0.1, (4, 6), (1000, 1500))
+    t = es.clip_text(0.9, 0.1234, (4, 2), (1500, 1000))
+    assert "binds at 12.3%" in t and "loss spikes 4 -> 2" in t and "t4 1500 -> 1000" in t
+    assert "fewer spikes, generalization not slower" in t
