@@ -30,6 +30,13 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   of its own gradient norms after step 100; Adam's epsilon at its typical gradient
   coordinate; the Grokfast filter): loss spikes, phase times, outcome (not part of the
   default ``--parts``);
+- ``lu`` (chapter 8, ``data/pool/lu_transformer_p47.csv``): chapter 1's transformer on
+  its seeds 0-2, free, without weight decay (the control) and held at each fixed norm of
+  ``lu.transformer_norms``: phase times, final losses, norms (not part of the default
+  ``--parts``);
+- ``digits`` (chapter 8, ``data/pool/lu_digits.csv``): the digits MLP with the large
+  initialisation and its standard-init control on ``lu.DIGITS_SEEDS`` (not part of the
+  default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``).
@@ -54,7 +61,7 @@ import torch
 
 from grokbook import RunConfig, RunStore
 from grokbook.sweeping import replicates
-from grokbook.experiments import hessian as eh, interventions as ei, lazy as el, trajectory as et, valleys as ev
+from grokbook.experiments import hessian as eh, interventions as ei, lazy as el, lu as elu, trajectory as et, valleys as ev
 from grokbook.experiments.thresholds import for_chapter
 from grokbook.phases import run_phase_times
 
@@ -223,6 +230,34 @@ def slingshot(store, out, seeds) -> None:
                     lambda rows_: ei.write_pool(rows_, path), "slingshot")
 
 
+#: Chapter 8's digits MLP at its defaults (a test keeps it equal to the chapter's
+#: parameters cell): the large initialisation; the control is at init scale 1.
+DIGITS = RunConfig(task="digits", r=0.2, model="mlp", n_layers=2, d_mlp=200, loss="mse", init_scale=8.0, lr=0.003,
+                   weight_decay=0.1, warmup_steps=0, steps=4000, n_snapshots=4)
+
+
+def lu(store, out) -> None:
+    """Chapter 8's elimination on chapter 1's transformer (seeds 0-2): each seed's free
+    run, its control without weight decay and its fixed-norm runs
+    (``lu_transformer_p47.csv``)."""
+    path = out / elu.POOL_FILE.name
+    record_runs(store, thresholds("08_lu", dict(leave=0.2, reach=elu.POOL_SETTINGS["reach"])), elu.read_pool(path),
+                elu.transformer_configs(CONFIG, (0, 1, 2)), lambda run, times, arm: [elu.measure(run, arm)],
+                lambda rows: elu.write_pool(rows, path), "lu")
+
+
+def digits(store, out) -> None:
+    """Chapter 8's digits induction on ``lu.DIGITS_SEEDS``: the large initialisation and
+    its standard-init control (``lu_digits.csv``)."""
+    path = out / elu.DIGITS_FILE.name
+    named = [(arm, c) for c0 in replicates([DIGITS], elu.DIGITS_SEEDS)
+             for arm, c in (("large init", c0), ("control", c0.replace(init_scale=1.0)))]
+    s = elu.DIGITS_SETTINGS
+    record_runs(store, thresholds("08_lu", dict(leave=s["leave"], reach=s["reach"])), elu.read_digits(path), named,
+                lambda run, times, arm: [elu.measure_digits(run, arm)], lambda rows: elu.write_digits(rows, path),
+                "digits")
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -233,12 +268,14 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot"], default=list(PARTS),
+    ap.add_argument("--parts", nargs="+", default=list(PARTS),
+                    choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "lu", "digits"],
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
-                         "of the fresh seeds and their matched controls; slingshot: chapter 3's clipped "
-                         "repeats of the fresh seeds")
+                         "of the fresh seeds and their matched controls; slingshot: chapter 3's interventions "
+                         "on the fresh seeds; lu: chapter 8's elimination on chapter 1's transformer; digits: "
+                         "chapter 8's digits induction on more seeds")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -251,6 +288,9 @@ def main() -> None:
             continue
         if part == "slingshot":
             slingshot(store, args.out, args.seeds)
+            continue
+        if part in ("lu", "digits"):
+            {"lu": lu, "digits": digits}[part](store, args.out)
             continue
         if part == "lazy":
             lazy(store, args.out, args.seeds)
