@@ -207,9 +207,10 @@ def lu_verdict(L: Mapping[int, bool], U: Mapping[int, bool], U_on_train: Mapping
 
 
 def drift_verdict(lu_free: Mapping[int, bool], lu_ctrl: Mapping[int, bool], gen_free: Mapping[int, bool],
-                  gen_ctrl: Mapping[int, bool], detail: str = "") -> Verdict:
+                  gen_ctrl: Mapping[int, bool], near: float, detail: str = "") -> Verdict:
     """The free run fits above ``w_c`` and generalizes near it (``lu_free`` per seed;
-    ``lu_ctrl`` the same test on the control without weight decay): undecided when the
+    ``lu_ctrl`` the same test on the control without weight decay; ``near``: the
+    tolerance of "near", a factor): undecided when the
     control passes on any seed, reproduced when the free run passes on every seed, else
     not reproduced (``detail``: the measured norms in words). The runs that generalize
     with and without weight decay are appended."""
@@ -219,8 +220,8 @@ def drift_verdict(lu_free: Mapping[int, bool], lu_ctrl: Mapping[int, bool], gen_
     if any(lu_ctrl.values()):
         return Verdict("undecided", f"the control passes the LU test on {sum(lu_ctrl.values())} of {n} seeds" + tail)
     if all(lu_free.values()):
-        return Verdict("reproduced", f"on all {n} seeds: fitted above the tolerance times w_c, generalized "
-                                     f"within it" + tail)
+        return Verdict("reproduced", f"on all {n} seeds: fitted above {near:g} w_c, generalized within {near:g} of w_c"
+                       + tail)
     return Verdict("not reproduced", f"{sum(lu_free.values())} of {n} seeds" + (f": {detail}" if detail else "") + tail)
 
 
