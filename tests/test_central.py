@@ -311,3 +311,21 @@ def test_sweep_data_of_records_is_that_of_their_runs(tiny):
     for name in ("y", "time", "event", "configs", "seeds", "lr", "weight_decay", "r", "energy"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert list(a.configs) == [config_id(runs[i]) for i in ia]
+
+
+def test_registered_verdict_reads_each_interval():
+    from grokbook.experiments import central as c
+
+    diff = {("book's variants", "paper's quantity"): (0.29, 0.2, 0.4),
+            ("book's variants", "baselines"): (-0.1, -0.2, 0.05),
+            ("paper's quantity", "baselines"): (-0.3, -0.4, -0.2)}
+    v = c.registered_verdict((0.33, 0.27, 0.38), diff, window=400, n_grok=124, n_mem=205, n_configs=105)
+    assert v.startswith("the paper's quantity (raw energy of the first 400 steps) is reversed: AUC 0.33 [0.27, 0.38]")
+    assert "(124 grokking and 205 memorizing runs from 105 configurations)" in v
+    assert "the book's variants against the paper's quantity: better (AUC difference +0.29 [+0.20, +0.40])" in v
+    assert "the book's variants against the baselines: not distinguishable" in v
+    assert v.endswith("the paper's quantity against the baselines: worse (AUC difference -0.30 [-0.40, -0.20])")
+    assert c.registered_verdict((0.7, 0.62, 0.8), diff, window=400, n_grok=1, n_mem=1, n_configs=1).split(": AUC")[0] \
+        .endswith("is reproduced")
+    assert c.registered_verdict((0.5, 0.4, 0.6), diff, window=400, n_grok=1, n_mem=1, n_configs=1, too_few="2 runs") \
+        == "not testable: 2 runs"

@@ -404,6 +404,31 @@ def comparison_word(lo: float, hi: float) -> str:
     return "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable"
 
 
+def registered_verdict(auc: tuple[float, float, float], diff: dict, *, window: int, n_grok: int, n_mem: int,
+                       n_configs: int, too_few: str = "") -> str:
+    """Chapter 9's registered verdict in words: the paper's quantity by :func:`paper_word`
+    from its AUC ``(estimate, low, high)``, then the book's variants against the paper's
+    quantity and against the baselines, and the paper's quantity against the baselines,
+    each by :func:`comparison_word` from ``diff[a, b] = (difference, low, high)`` of
+    their paired AUCs. ``too_few``: why the sweep cannot decide (then the verdict is
+    not testable, whatever the numbers)."""
+    if too_few:
+        return f"not testable: {too_few}"
+    est, lo, hi = auc
+
+    def compare(a: str, b: str) -> str:
+        d = diff[a, b]
+        return (f"the {a} against the {b}: {comparison_word(d[1], d[2])} "
+                f"(AUC difference {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}])")
+
+    return (f"the paper's quantity (raw energy of the first {window} steps) is {paper_word(lo, hi)}: AUC {est:.2f} "
+            f"[{lo:.2f}, {hi:.2f}] for grokking against memorizing ({n_grok} grokking and {n_mem} memorizing runs "
+            f"from {n_configs} configurations); "
+            + "; ".join(compare(a, b) for a, b in (("book's variants", "paper's quantity"),
+                                                   ("book's variants", "baselines"),
+                                                   ("paper's quantity", "baselines"))))
+
+
 def score_seed_arm(records, *, window: int, steps: int, n_boot: int = 1000, seed: int = 0) -> dict:
     """One arm of the seed experiment from its records (a ``pandas.DataFrame`` of
     :func:`grokbook.experiments.records.read_records`): the paper's quantity (log10 raw
