@@ -51,7 +51,7 @@ not counted: at most ``b - a`` one-row steps per level), the peer's at its indic
 (the answer position only), which isolates the cost of the trainer itself.
 
     python benchmarks/trainer_speed.py [--steps-scale 1.0] [--repeats 3] [--device cpu|cuda]
-        [--grokbook-run full|timed] [--peer-schedule peer|epoch] [--plain]
+        [--grokbook-run full|timed] [--peer-schedule peer|epoch] [--plain] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -238,6 +238,8 @@ def main() -> None:
                     help="the peer's evaluation: at 9988f8d's indices 0, 1, 10, every 100; or once per epoch "
                          "(3cec83d)")
     ap.add_argument("--plain", action="store_true", help="also time the peer's loop on grokbook's own model")
+    ap.add_argument("--only", metavar="TEXT", default="", help="time only the cases whose label contains TEXT "
+                    "(for example 'batch 512': the two minibatch cases)")
     args = ap.parse_args()
     device = torch.device(args.device)
     sched = args.peer_schedule
@@ -247,6 +249,9 @@ def main() -> None:
              ("paper model, full batch", PAPER, base[1], 10_000),
              ("default profile (chapter 1)", DEFAULT, base[2], 4_000),
              ("p 31, 2 x 64, batch 512", SMALL, base[0], 3_000)]
+    cases = [case for case in cases if args.only in case[0]]
+    if not cases:
+        raise SystemExit(f"no case's label contains {args.only!r}")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"grokbook: {'first steps of a full-length run' if args.grokbook_run == 'full' else 'a run of the timed steps'}; "

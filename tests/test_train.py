@@ -29,8 +29,10 @@ def reference_loop(cfg: RunConfig):
     theta0, rows, prev_delta, averages = flat(), [], None, None
     for t in range(cfg.steps):
         opt.zero_grad()
-        logits = model(data.train_x)
-        loss = F.cross_entropy(logits, data.train_y)
+        idx = core_module.batch_indices(cfg, len(data.train_y), t)   # the trainer's order of examples
+        x, y = (data.train_x, data.train_y) if idx is None else (data.train_x[idx], data.train_y[idx])
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
         loss.backward()
         g = torch.cat([p.grad.reshape(-1) for p in params]).double()
         before, w_out = flat(), float(model.unembed.weight.detach().norm())
@@ -47,7 +49,7 @@ def reference_loop(cfg: RunConfig):
         after = flat()
         delta = after - before
         cos = lambda u, v: float(u @ v / (u.norm() * v.norm()))
-        rows.append([float(loss.detach()), float((logits.argmax(-1) == data.train_y).double().mean()),
+        rows.append([float(loss.detach()), float((logits.argmax(-1) == y).double().mean()),
                      float(g.norm()), float(before.norm()), w_out,
                      cos(before, theta0), cos(before, after),
                      math.nan if prev_delta is None else cos(delta, prev_delta)])
@@ -59,6 +61,7 @@ def reference_loop(cfg: RunConfig):
     {}, {"optimizer": "adam", "weight_decay": 0.1}, {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05},
     {"grad_clip": 0.5}, {"adam_eps": 1e-3}, {"optimizer": "adam", "adam_eps": 0.1},
     {"grokfast_alpha": 0.9, "grokfast_lamb": 2.0}, {"grokfast_lamb": 5.0, "grad_clip": 0.5},
+    {"batch_size": 8}, {"batch_size": 8, "optimizer": "adam", "weight_decay": 0.1},
 ])
 def test_trainer_matches_plain_torch_loop(tiny, changes, float64):
     # In float64 the flat optimiser and torch.optim agree to rounding: Adam's
