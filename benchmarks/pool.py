@@ -30,6 +30,9 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   of its own gradient norms after step 100; Adam's epsilon at its typical gradient
   coordinate; the Grokfast filter): loss spikes, phase times, outcome (not part of the
   default ``--parts``);
+- ``adam_long`` (chapter 3, ``data/pool/adam_long_p47.csv``): chapter 1's configuration
+  with Adam and no weight decay at learning rate 1e-2 for 20,000 steps, on fresh seeds
+  100-102 (not part of the default ``--parts``);
 - ``lu`` (chapter 8, ``data/pool/lu_transformer_p47.csv``): chapter 1's transformer on
   its seeds 0-2, free, without weight decay (the control) and held at each fixed norm of
   ``lu.transformer_norms``: phase times, final losses, norms (not part of the default
@@ -62,6 +65,7 @@ import torch
 from grokbook import RunConfig, RunStore
 from grokbook.sweeping import replicates
 from grokbook.experiments import hessian as eh, interventions as ei, lazy as el, lu as elu, trajectory as et, valleys as ev
+from grokbook.experiments import slingshot as esl
 from grokbook.experiments.thresholds import for_chapter
 from grokbook.phases import run_phase_times
 
@@ -236,6 +240,17 @@ DIGITS = RunConfig(task="digits", r=0.2, model="mlp", n_layers=2, d_mlp=200, los
                    weight_decay=0.1, warmup_steps=0, steps=4000, n_snapshots=4)
 
 
+def adam_long(store, out) -> None:
+    """Chapter 3's Adam without weight decay at a budget that could show grokking:
+    ``slingshot.ADAM_LONG`` on ``slingshot.ADAM_LONG_SEEDS`` (``adam_long_p47.csv``)."""
+    path = out / esl.ADAM_LONG_FILE.name
+    adam = CONFIG.replace(optimizer="adam", weight_decay=0.0, **esl.ADAM_LONG)
+    record_runs(store, thresholds("03_slingshot", ei.POOL_SETTINGS), esl.read_adam_long(path),
+                [("adam", c) for c in replicates([adam], esl.ADAM_LONG_SEEDS)],
+                lambda run, times, _: [esl.measure_adam_long(run, times)], lambda rows: esl.write_adam_long(rows, path),
+                "adam_long")
+
+
 def lu(store, out) -> None:
     """Chapter 8's elimination on chapter 1's transformer (seeds 0-2): each seed's free
     run, its control without weight decay and its fixed-norm runs
@@ -269,12 +284,14 @@ PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS),
-                    choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "lu", "digits"],
+                    choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "adam_long", "lu",
+                                           "digits"],
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
                          "of the fresh seeds and their matched controls; slingshot: chapter 3's interventions "
-                         "on the fresh seeds; lu: chapter 8's elimination on chapter 1's transformer; digits: "
+                         "on the fresh seeds; adam_long: chapter 3's Adam without weight decay at 5x the steps; "
+                         "lu: chapter 8's elimination on chapter 1's transformer; digits: "
                          "chapter 8's digits induction on more seeds")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
@@ -289,8 +306,8 @@ def main() -> None:
         if part == "slingshot":
             slingshot(store, args.out, args.seeds)
             continue
-        if part in ("lu", "digits"):
-            {"lu": lu, "digits": digits}[part](store, args.out)
+        if part in ("adam_long", "lu", "digits"):
+            {"adam_long": adam_long, "lu": lu, "digits": digits}[part](store, args.out)
             continue
         if part == "lazy":
             lazy(store, args.out, args.seeds)

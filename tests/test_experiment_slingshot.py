@@ -77,3 +77,22 @@ def test_controls_and_clip_texts_every_branch():
     t = es.clip_text(0.9, 0.1234, (4, 2), (1500, 1000))
     assert "binds at 12.3%" in t and "loss spikes 4 -> 2" in t and "t4 1500 -> 1000" in t
     assert "fewer spikes, generalization not slower" in t
+
+
+def test_adam_long_rows_and_verdict(tmp_path):
+    from grokbook import RunConfig
+    from grokbook.phases import PhaseTimes
+    from grokbook.training import fit
+
+    run = fit(RunConfig(p=7, n_layers=1, d_model=8, n_heads=2, optimizer="adam", weight_decay=0.0, lr=0.01, steps=150,
+                        n_snapshots=4), progress=False)
+    row = es.measure_adam_long(run, PhaseTimes(1, 20, None, None), skip=20, window=20)
+    from grokbook.experiments.interventions import spike_count
+    assert row["t2"] == 20 and row["t4"] == -1 and row["steps"] == 150 and row["lr"] == 0.01
+    assert row["loss_spikes"] == spike_count(run.metrics["train_loss"], 20, window=20, spike_factor=5.0)
+    assert es.read_adam_long(es.write_adam_long([row], tmp_path / "a.csv")) == [row]
+    mk = lambda t2, t4: dict(seed=0, lr=0.01, steps=20000, t2=t2, t4=t4, final_val=0.5)
+    assert es.adam_long_verdict([mk(50, 9000), mk(50, 12000), mk(50, -1)], 5.0).word == "reproduced"
+    v = es.adam_long_verdict([mk(50, 9000), mk(50, -1), mk(50, 200)], 5.0)   # t4 200 < 5 t2: not grokking
+    assert v.word == "not reproduced" and "1/3 Adam runs" in v.reason and v.reason.endswith("at this budget")
+    assert es.adam_long_verdict([], 5.0).word == "not testable"
