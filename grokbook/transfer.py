@@ -55,7 +55,9 @@ def smoothed_log(loss: Sequence[float], n: int) -> np.ndarray:
         raise ValueError("the loss must be finite and positive in the window")
     h = smoothing_width(n) // 2
     out = np.empty(n)
-    for t in range(n):
+    if n > 2 * h:  # the centred windows at once, the shrinking ones at the ends one by one
+        out[h:n - h] = np.median(np.lib.stride_tricks.sliding_window_view(x, 2 * h + 1), axis=1)
+    for t in [*range(min(h, n)), *range(max(h, n - h), n)]:
         out[t] = np.median(x[max(0, t - h):t + h + 1])
     return np.log10(out)
 

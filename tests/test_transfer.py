@@ -105,3 +105,10 @@ def test_minibatch_noise_moves_each_feature_little():
         noisy = tf.transfer_features(planted() * np.exp(0.1 * rng.standard_normal(400)), 400)
         for k in tf.TRANSFER:
             assert abs(noisy[k] - clean[k]) <= tol[k], (k, clean[k], noisy[k])
+
+
+def test_the_running_median_is_every_window_s_median():
+    x = np.random.default_rng(3).lognormal(size=97)
+    s = tf.smoothed_log(x, 97)
+    h = tf.smoothing_width(97) // 2
+    assert np.allclose(s, [np.log10(np.median(x[max(0, t - h):t + h + 1])) for t in range(97)], rtol=0, atol=1e-15)
