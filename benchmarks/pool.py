@@ -285,7 +285,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS),
                     choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "adam_long", "lu",
-                                           "digits"],
+                                           "digits"],  # the latter: `own` in the loop below
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
@@ -299,24 +299,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     store = RunStore()
+    own = {"registered": lambda: registered(store, args.out), "slingshot": lambda: slingshot(store, args.out, args.seeds),
+           "adam_long": lambda: adam_long(store, args.out), "lu": lambda: lu(store, args.out),
+           "digits": lambda: digits(store, args.out), "lazy": lambda: lazy(store, args.out, args.seeds),
+           "maps": lambda: maps(store, args.out), "controls": lambda: controls(store, args.out, args.seeds)}
     for part in args.parts:
-        if part == "registered":
-            registered(store, args.out)
-            continue
-        if part == "slingshot":
-            slingshot(store, args.out, args.seeds)
-            continue
-        if part in ("adam_long", "lu", "digits"):
-            {"adam_long": adam_long, "lu": lu, "digits": digits}[part](store, args.out)
-            continue
-        if part == "lazy":
-            lazy(store, args.out, args.seeds)
-            continue
-        if part == "maps":
-            maps(store, args.out)
-            continue
-        if part == "controls":
-            controls(store, args.out, args.seeds)
+        if part in own:
+            own[part]()
             continue
         module, chapter, file, read, write, measure = PARTS[part]
         path = args.out / file.name

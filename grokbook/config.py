@@ -275,7 +275,8 @@ class RunConfig:
 
 #: Fields added after runs had been stored, with their defaults: :meth:`RunConfig.to_dict`
 #: (and so the hash, the stored config and a record's columns) leaves one out at its default.
-LATER_FIELDS = {"adam_eps": 1e-8, "grokfast_alpha": 0.98, "grokfast_lamb": 0.0}
+LATER_FIELDS = {f.name: f.default for f in dataclasses.fields(RunConfig)
+                if f.name in ("adam_eps", "grokfast_alpha", "grokfast_lamb")}
 
 #: Each field's type as the text of its annotation (``"int"``, ``"tuple[float, float]"``).
 _KINDS = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}

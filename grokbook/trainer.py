@@ -348,7 +348,7 @@ class Core:
         # the optimiser's state, each (M, P): Adam's moments (SGD's momentum in "m") and,
         # with the Grokfast filter, the gradient's moving average "ema"
         self.w = w
-        self.opt = {k: torch.zeros_like(w) for k in ("m", "v", "ema")[:3 if c0.grokfast_lamb else 2]}
+        self.opt = {k: torch.zeros_like(w) for k in ("m", "v") + (("ema",) if c0.grokfast_lamb else ())}
         self.theta0, self.prev_delta = w.clone(), torch.zeros_like(w)
         self.val_at = set(scheduled_validations(c0, len(self.y_tr), len(self.y_va)).tolist())
         self.snap_at = set(snapshot_schedule(self.steps, c0.n_snapshots).tolist())
@@ -474,7 +474,8 @@ class Core:
             else:
                 ema.lerp_(g, 1 - c0.grokfast_alpha)
             g.add_(ema, alpha=c0.grokfast_lamb)
-            gnorm = _rows_norm(g)
+            if c0.grad_clip:
+                gnorm = _rows_norm(g)
         if c0.grad_clip:
             g.mul_((c0.grad_clip / (gnorm + 1e-6)).clamp(max=1.0)[:, None])
         self._update(t, g, w, opt["m"], opt["v"], lr, wd)

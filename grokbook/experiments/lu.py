@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..omnigrok import LUCurves, best_norm, norm_grid, time_to_cross, value_at
+from ..omnigrok import LUCurves, best_norm, norm_grid, run_norm_path, value_at
 from .verdicts import Verdict, not_testable
 
 #: The transformer's fixed norms as fractions of its initial norm: 11 from 0.2 to 0.8,
@@ -88,17 +88,15 @@ def measure(run: Any, arm: str, settings: Mapping[str, float] = POOL_SETTINGS) -
     c = run.config
     loss = np.asarray(run.metrics["train_loss"], np.float64)
     acc = np.asarray(run.metrics["train_acc"], np.float64)
-    norm = np.asarray(run.metrics["weight_norm"], np.float64)
-    t2 = time_to_cross(np.arange(len(acc)), acc, settings["reach"], from_above=False)
-    tg = time_to_cross(run.val_steps, run.val_acc, settings["target"], from_above=False)
+    path = run_norm_path(run, float("nan"), reach=settings["reach"], target=settings["target"])  # no w_c needed
     done = run.diverged_at is None and len(run.val_steps) and int(run.val_steps[-1]) == c.steps
     nan = float("nan")
     return dict(config=c.hash(), seed=c.seed, arm=arm, fixed_norm=float(c.fixed_norm), weight_decay=float(c.weight_decay),
-                t2=-1 if t2 is None else t2, t_gen=-1 if tg is None else tg,
+                t2=-1 if path.t2 is None else path.t2, t_gen=-1 if path.t_gen is None else path.t_gen,
                 final_train_loss=float(loss[-1]) if done else nan, final_val_loss=float(run.val_loss[-1]) if done else nan,
                 final_train_acc=float(acc[-1]) if done else nan, final_val_acc=float(run.val_acc[-1]) if done else nan,
-                val_at_t2=value_at(run.val_steps, run.val_acc, t2), norm_init=float(norm[0]),
-                norm_end=float(norm[-1]), check_loss=float(loss[CHECK_STEP - 1]) if len(loss) >= CHECK_STEP else nan)
+                val_at_t2=path.val_at_t2, norm_init=path.norm_init, norm_end=path.norm_end,
+                check_loss=float(loss[CHECK_STEP - 1]) if len(loss) >= CHECK_STEP else nan)
 
 
 def write_pool(rows: Sequence[dict[str, Any]], path: Path = POOL_FILE) -> Path:
