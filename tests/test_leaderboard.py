@@ -62,3 +62,96 @@ def test_bad_input():
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         lb.family_holdout(X, y, fam, grp)
+
+
+# --- the leaderboard's features and table ---------------------------------------------
+
+def test_steps_to_level_by_hand():
+    loss = np.array([2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.2])
+    assert lb.steps_to_level(loss, 7) == pytest.approx(np.log10(5))     # first <= 0.1 at step 4
+    assert lb.steps_to_level(loss, 4) == pytest.approx(np.log10(5))     # never in 4 steps: censored at n + 1
+    assert lb.steps_to_level(loss, 7, level=1.0) == pytest.approx(np.log10(2))
+    with pytest.raises(ValueError):
+        lb.steps_to_level(loss, 8)
+
+
+def record(seed=0, lr=1e-2, wd=1.0, r=0.5, outcome="groks", n=400, decay=0.01, norm_in_window=True):
+    """A corpus record with a planted exponential loss and a linear weight norm."""
+    t = np.arange(n)
+    steps = np.unique(np.round(np.geomspace(1, 4000, 200)).astype(int) - 1)
+    rec = dict(hash=f"h{seed}{lr}", family="f", seed=seed, data_seed=seed, lr=lr, weight_decay=wd, r=r, p=31,
+               window=(3.0 * np.exp(-decay * t)).astype(np.float32), curve_steps=steps,
+               weight_norm=10.0 + 0.01 * steps, outcome=outcome, time=1000.0, event=outcome == "groks")
+    rec["window_norm"] = (10.0 + 0.01 * t) if norm_in_window else float("nan")
+    return rec
+
+
+def test_record_features_read_every_entry_and_the_hyperparameters():
+    from grokbook.stats import hyperparameter_features
+
+    f = lb.record_features(record(), 400)
+    assert set(f) >= {x for xs in lb.ENTRIES.values() for x in xs}
+    assert [f[k] for k in lb.HYPERPARAMETERS] == pytest.approx(hyperparameter_features([1e-2], [1.0], [0.5])[0])
+    assert f["norm_trend"] == pytest.approx((10 + 3.99) / (10 + 2.0) - 1)
+    # 3 exp(-0.01 t) <= 0.1 first at t = ceil(100 ln 30) = 341
+    assert f["log_steps_to_level"] == pytest.approx(np.log10(342))
+
+
+def test_a_record_without_its_window_norm_interpolates_the_downsampled_curve():
+    a, b = (lb.record_features(record(norm_in_window=k), 400) for k in (True, False))
+    assert b["norm_trend"] == pytest.approx(a["norm_trend"], rel=1e-9)   # the norm is linear: exact
+
+
+def test_feature_table_groups_the_seeds_of_one_configuration():
+    import pandas as pd
+
+    frame = pd.DataFrame([record(seed=s, lr=lr) for lr in (1e-2, 3e-2) for s in (0, 1)])
+    tab = lb.feature_table(frame, 400)
+    assert tab["group"].nunique() == 2 and (tab.groupby("group").size() == 2).all()
+    assert tab["positive"].all() and list(tab.index) == list(frame.index)
+
+
+def planted_table(n_conf=15, seeds=2, flip=None):
+    """A feature table of three families whose outcome follows fall_4 (every other
+    feature noise); fall_4's sign flips in family ``flip``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    names = sorted({x for xs in lb.ENTRIES.values() for x in xs} | {"log_paper_energy"})
+    rows = []
+    for f in ("a", "b", "c"):
+        for c in range(n_conf):
+            for s in range(seeds):
+                row = {k: rng.normal() for k in names}
+                y = row["fall_4"] * (-1 if f == flip else 1) > 0
+                rows.append(dict(row, family=f, group=f"{f}{c}{s}", positive=y, outcome="groks" if y else "memorizes",
+                                 time=100.0 if y else 1000.0, event=y))
+    return pd.DataFrame(rows)
+
+
+def test_score_entries_on_planted_families():
+    tab = planted_table()
+    rows = lb.score_entries(tab, {"fall": ("fall_4",), "noise": ("rise_max",)}, raw=("fall_4",), n_boot=100)
+    by = {(r["entry"], r["family"]): r for r in rows}
+    for f in "abc":
+        assert by["fall", f]["auc"][0] > 0.95 and by["fall", f]["brier"] < by["fall", f]["brier_base"]
+        assert by["fall", f]["concordance"][0] > 0.95      # the positives generalize first
+        assert by["+ fall_4", f]["auc"][0] == 1.0 and by["- fall_4", f]["auc"][0] == 0.0
+        assert np.isnan(by["+ fall_4", f]["brier"])        # a raw score is no probability
+        assert 0.2 < by["noise", f]["auc"][0] < 0.8
+    flipped = {(r["entry"], r["family"]): r for r in lb.score_entries(planted_table(flip="c"), {"fall": ("fall_4",)},
+                                                                       raw=(), n_boot=100)}
+    assert flipped["fall", "c"]["auc"][2] < 0.2
+
+
+def test_score_entries_leave_out_runs_with_a_missing_feature_and_score_given_probabilities():
+    tab = planted_table()
+    tab.loc[0, "fall_16"] = np.nan
+    p = np.where(tab["positive"], 0.9, 0.1)
+    rows = lb.score_entries(tab, {"fall": ("fall_4",)}, raw=(), scored={"given": p}, n_boot=50)
+    by = {(r["entry"], r["family"]): r for r in rows}
+    assert by["fall", "a"]["n"] == 30                   # fall_16 is read by no entry here: row 0 kept
+    rows = lb.score_entries(tab, {"fall": ("fall_4", "fall_16")}, raw=(), scored={"given": p}, n_boot=50)
+    by = {(r["entry"], r["family"]): r for r in rows}
+    assert by["fall", "a"]["n"] == 29 and by["given", "a"]["n"] == 29
+    assert by["given", "b"]["auc"][0] == 1.0 and by["given", "b"]["brier"] == pytest.approx(0.01)

@@ -9,9 +9,12 @@ rate's (:func:`brier`) and a reliability curve (:func:`reliability`).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from ..predict import LOSS_ONLY, SPECTRAL, curve_features
+from ..transfer import TRANSFER, transfer_features
 
 
 def brier(p: Sequence[float], y: Sequence[bool]) -> float:
@@ -51,7 +54,7 @@ def family_holdout(X: np.ndarray, y: Sequence[bool], families: Sequence[str], gr
     features, ``y`` ``(n,)`` outcomes) scores the family's runs. Per family: ``n``,
     ``n_pos``, ``p`` (``(n_family,)`` held-out probabilities), ``auc`` ``(estimate, low,
     high)`` with a 95% bootstrap interval over the family's ``groups`` (its
-    configurations; NaN where one class is missing), ``brier`` and ``brier_base`` (a
+    configurations, none with ``n_boot`` 0; NaN where one class is missing), ``brier`` and ``brier_base`` (a
     constant forecast at the training families' base rate).
     ValueError on shapes that disagree, non-finite features, or fewer than two families."""
     from sklearn.linear_model import LogisticRegression
@@ -78,9 +81,181 @@ def family_holdout(X: np.ndarray, y: Sequence[bool], families: Sequence[str], gr
         p = model.predict_proba((X[test] - mean) / sd)[:, 1]
         yt = y[test]
         nan3 = (float("nan"),) * 3
-        auc = bootstrap_ci(roc_auc, yt, p, groups=grp[test], n_boot=n_boot, seed=seed) if 0 < yt.sum() < len(yt) \
-            else nan3
+        if not 0 < yt.sum() < len(yt):
+            auc = nan3
+        elif n_boot:
+            auc = bootstrap_ci(roc_auc, yt, p, groups=grp[test], n_boot=n_boot, seed=seed)
+        else:
+            auc = (roc_auc(yt, p), float("nan"), float("nan"))
         base = float(y[train].mean())
         out[f] = dict(n=int(test.sum()), n_pos=int(yt.sum()), p=p, auc=auc, brier=brier(p, yt),
                       brier_base=brier(np.full(len(yt), base), yt))
     return out
+
+
+# --- the leaderboard (issue 34, part 3) ----------------------------------------------
+
+#: The hyperparameter-only design's columns (:func:`grokbook.stats.hyperparameter_features`).
+HYPERPARAMETERS = ("log_lr", "log_wd", "r", "log_lr_x_log_wd")
+
+#: The training loss (nats) whose first crossing :func:`steps_to_level` counts: Jiang et
+#: al. (2019)'s optimization-based measure, steps to reach a cross-entropy of 0.1.
+LEVEL = 0.1
+
+#: Each fitted entry of the leaderboard: its name and the features its standardized
+#: logistic regression is fitted on (held out by family, :func:`family_holdout`).
+ENTRIES: dict[str, tuple[str, ...]] = {
+    "paper energy": ("log_paper_energy",),
+    "Hjorth set": SPECTRAL,
+    "loss-only set (the shipped predictor's features)": LOSS_ONLY,
+    "scale-free set": TRANSFER,
+    "steps to loss 0.1": ("log_steps_to_level",),
+    "weight-norm trend": ("norm_trend",),
+    "hyperparameters alone": HYPERPARAMETERS,
+    "scale-free set + hyperparameters": TRANSFER + HYPERPARAMETERS,
+}
+
+
+def steps_to_level(loss: Sequence[float], n: int, level: float = LEVEL) -> float:
+    """``log10(t + 1)`` for the first step ``t < n`` whose training loss (raw, ``(T,)``,
+    ``T >= n``) is at most ``level``; ``log10(n + 1)`` if none in the window (the count
+    is censored there, and a censored run ranks as the slowest)."""
+    x = np.asarray(loss, np.float64)
+    if x.ndim != 1 or len(x) < n or n < 1:
+        raise ValueError(f"need a 1-D curve of at least n={n} >= 1 steps, got shape {x.shape}")
+    hit = np.flatnonzero(x[:n] <= level)
+    return float(np.log10((hit[0] if len(hit) else n) + 1))
+
+
+def _window_norm(record: Any, n: int) -> np.ndarray:
+    """``(n,)``: the weight norm of the window's steps, from ``window_norm`` when the
+    record keeps it, else interpolated from the downsampled curve (``weight_norm`` at
+    ``curve_steps``, dense early: records made before session 15 keep only that)."""
+    norm = record.get("window_norm") if hasattr(record, "get") else record["window_norm"]
+    if norm is not None and not np.isscalar(norm) and len(norm) >= n:
+        return np.asarray(norm, np.float64)[:n]
+    steps, values = np.asarray(record["curve_steps"], np.float64), np.asarray(record["weight_norm"], np.float64)
+    return np.interp(np.arange(n), steps, values)
+
+
+def record_features(record: Any, n: int = 400) -> dict[str, float]:
+    """Every feature an entry of :data:`ENTRIES` reads, from one corpus record (a row of
+    :func:`~grokbook.experiments.records.read_records`) and its first ``n`` steps: the
+    curve features of :func:`grokbook.predict.curve_features` (Hjorth detrending
+    ``taper:0.02``, as the shipped predictor), ``norm_trend`` (see :func:`_window_norm`),
+    the scale-free :data:`~grokbook.transfer.TRANSFER` set (NaN where the loss does not
+    fall 0.3 decades in the window), ``log_steps_to_level`` (:func:`steps_to_level`) and
+    the :data:`HYPERPARAMETERS`. ValueError if the record keeps fewer than ``n`` steps or
+    the window is not finite."""
+    from ..stats import hyperparameter_features
+
+    loss = np.asarray(record["window"], np.float64)
+    if len(loss) < n:
+        raise ValueError(f"the record {record['hash']} keeps {len(loss)} early steps, fewer than {n}")
+    out = curve_features(loss, n, "taper:0.02", weight_norm=_window_norm(record, n))
+    out.update(transfer_features(loss, n))
+    out["log_steps_to_level"] = steps_to_level(loss, n)
+    h = hyperparameter_features([record["lr"]], [record["weight_decay"]], [record["r"]])[0]
+    out.update(zip(HYPERPARAMETERS, map(float, h)))
+    return out
+
+
+def feature_table(frame: Any, n: int = 400) -> Any:
+    """One row per record of ``frame`` (corpus records, every family together): the
+    :func:`record_features`, and ``family``, ``group`` (the family and the configuration
+    without its seeds: the bootstrap's unit), ``positive`` (outcome groks or generalizes,
+    the shipped predictor's label), ``time`` and ``event`` (the censored time to
+    generalize) and ``outcome``; the same index as ``frame``."""
+    import pandas as pd
+
+    from ..predict import POSITIVE
+
+    seeds = {"seed", "data_seed", "hash", "family"}
+    config_cols = [c for c in frame.columns if c in _CONFIG_COLUMNS and c not in seeds]
+    rows = []
+    for _, r in frame.iterrows():
+        row = record_features(r, n)
+        row.update(family=r["family"], outcome=r["outcome"], positive=r["outcome"] in POSITIVE,
+                   time=float(r["time"]), event=bool(r["event"]),
+                   group=r["family"] + "|" + "|".join(str(r[c]) for c in config_cols))
+        rows.append(row)
+    return pd.DataFrame(rows, index=frame.index)
+
+
+def _config_columns() -> frozenset[str]:
+    from dataclasses import fields
+
+    from ..config import RunConfig
+
+    return frozenset(f.name for f in fields(RunConfig)) | {"beta1", "beta2"}
+
+
+_CONFIG_COLUMNS = _config_columns()
+
+
+def _concordance(p: np.ndarray, time: np.ndarray, event: np.ndarray, groups: np.ndarray, n_boot: int,
+                 seed: int) -> tuple[float, float, float]:
+    """Harrell's C of ``p`` against the censored time to generalize, with its cluster
+    bootstrap interval (NaN where no pair is comparable)."""
+    from ..predict import bootstrap_ci
+    from ..stats import concordance_index
+
+    try:
+        return bootstrap_ci(concordance_index, p, time, event, groups=groups, n_boot=n_boot, seed=seed)
+    except ValueError:
+        return (float("nan"),) * 3
+
+
+def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None, *, raw: Sequence[str] = (
+        "log_paper_energy",), scored: Optional[dict[str, np.ndarray]] = None, C: float = 1.0,
+                  n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """The leaderboard: one row per (entry, held-out family) of the runs of ``table``
+    (:func:`feature_table`) whose every feature is finite.
+
+    Three kinds of entry: each of ``entries`` (default :data:`ENTRIES`) fitted on every
+    family but the one it scores (:func:`family_holdout`); each feature of ``raw`` used
+    as it is, with both signs (``"+ log_paper_energy"``: a higher value predicts
+    generalizing; ``"- ..."``: a lower one), nothing fitted; and each of ``scored``
+    (name to ``(n,)`` probabilities over ``table``'s rows, e.g. the shipped predictor's),
+    scored as given. Each row: ``entry``, ``kind`` (``"held out"``, ``"raw"``,
+    ``"given"``), ``family``, ``n``, ``n_pos``, ``auc`` and ``concordance`` (``(estimate,
+    low, high)``, 95% cluster bootstrap over the family's configurations; NaN where a
+    class is missing), ``brier`` and ``brier_base`` (NaN for raw scores, which are no
+    probabilities)."""
+    from ..predict import bootstrap_ci, roc_auc
+
+    entries = dict(ENTRIES if entries is None else entries)
+    needed = sorted({f for fs in entries.values() for f in fs} | set(raw))
+    ok = np.isfinite(table[needed].to_numpy(np.float64)).all(axis=1)
+    t = table[ok]
+    fam, grp = t["family"].to_numpy(), t["group"].to_numpy()
+    y, time, event = t["positive"].to_numpy(bool), t["time"].to_numpy(np.float64), t["event"].to_numpy(bool)
+    nan3 = (float("nan"),) * 3
+    rows = []
+
+    def add(entry: str, kind: str, f: str, p: np.ndarray, base: float) -> None:
+        m = fam == f
+        yt = y[m]
+        auc = bootstrap_ci(roc_auc, yt, p, groups=grp[m], n_boot=n_boot, seed=seed) if 0 < yt.sum() < len(yt) \
+            else nan3
+        prob = kind != "raw"
+        rows.append(dict(entry=entry, kind=kind, family=f, n=int(m.sum()), n_pos=int(yt.sum()), auc=auc,
+                         concordance=_concordance(p, time[m], event[m], grp[m], n_boot, seed),
+                         brier=brier(p, yt) if prob else float("nan"),
+                         brier_base=brier(np.full(len(yt), base), yt) if prob else float("nan")))
+
+    families = sorted(set(fam.tolist()))
+    for name, features in entries.items():
+        out = family_holdout(t[list(features)].to_numpy(np.float64), y, fam, grp, C=C, n_boot=0)
+        for f in families:
+            add(name, "held out", f, out[f]["p"], float(y[fam != f].mean()))
+    for feature in raw:
+        v = t[feature].to_numpy(np.float64)
+        for sign, label in ((1.0, "+"), (-1.0, "-")):
+            for f in families:
+                add(f"{label} {feature}", "raw", f, sign * v[fam == f], float("nan"))
+    for name, p_all in (scored or {}).items():
+        p_all = np.asarray(p_all, np.float64)[ok]
+        for f in families:
+            add(name, "given", f, p_all[fam == f], float(y[fam != f].mean()) if (fam != f).any() else float("nan"))
+    return rows
