@@ -155,3 +155,32 @@ def test_score_entries_leave_out_runs_with_a_missing_feature_and_score_given_pro
     by = {(r["entry"], r["family"]): r for r in rows}
     assert by["fall", "a"]["n"] == 29 and by["given", "a"]["n"] == 29
     assert by["given", "b"]["auc"][0] == 1.0 and by["given", "b"]["brier"] == pytest.approx(0.01)
+    assert len(by["fall", "a"]["p"]) == len(by["fall", "a"]["y"]) == 29
+
+
+def _row(entry, family, auc, lo, hi, brier=0.2, base=0.25, n=10):
+    return dict(entry=entry, family=family, n=n, auc=(auc, lo, hi), brier=brier, brier_base=base)
+
+
+def test_with_hyperparameters_target_every_branch():
+    rows = [_row("e", "a", 0.85, 0.7, 0.9), _row("e", "b", 0.81, 0.6, 0.9), _row("e", "c", *(float("nan"),) * 3)]
+    assert lb.with_hyperparameters_target(rows, "e").startswith("met: AUC at least 0.80 on all 2")
+    rows[1] = _row("e", "b", 0.79, 0.6, 0.9)
+    text = lb.with_hyperparameters_target(rows, "e")
+    assert text.startswith("not met") and "(b)" in text
+    assert lb.with_hyperparameters_target(rows[2:], "e").startswith("not testable")
+    with pytest.raises(ValueError, match="no rows"):
+        lb.with_hyperparameters_target(rows, "other")
+
+
+def test_loss_only_target_every_branch():
+    six = [_row("e", f, 0.7, 0.55, 0.8) for f in "abcd"] + [_row("e", f, 0.6, 0.45, 0.7) for f in "ef"]
+    assert lb.loss_only_target(six, "e").startswith("met: interval above 0.5 on 4 of 6 held-out families (needs 4")
+    three_above = [_row("e", f, 0.7, 0.55, 0.8) for f in "abc"] + [_row("e", f, 0.6, 0.45, 0.7) for f in "def"]
+    assert lb.loss_only_target(three_above, "e").startswith("not met")
+    worse = [dict(r, brier=0.3) for r in six]              # ranks well, but no better than the base rate
+    assert lb.loss_only_target(worse, "e").startswith("not met") and "Brier 0.300" in lb.loss_only_target(worse, "e")
+    # pooled Brier weighs each family by its runs: 0.1 x 90 + 0.4 x 10 = 0.13 against 0.25
+    pooled = [_row("e", "a", 0.7, 0.6, 0.8, brier=0.1, n=90), _row("e", "b", 0.7, 0.6, 0.8, brier=0.4, n=10)]
+    assert "Brier 0.130" in lb.loss_only_target(pooled, "e")
+    assert lb.loss_only_target([_row("e", "a", *(float("nan"),) * 3)], "e").startswith("not testable")

@@ -96,7 +96,7 @@ REGISTERED: dict[str, Departure] = {
 
 #: Every chapter of the book, in order.
 CHAPTERS = ("01_grokking", "02_spectral", "03_slingshot", "04_lazy", "05_valleys", "06_trajectory",
-            "07_hessian", "08_lu", "09_predict", "10_data_fraction", "11_search")
+            "07_hessian", "08_lu", "09_predict", "10_data_fraction", "11_search", "12_leaderboard")
 
 
 def for_chapter(chapter: str) -> Thresholds:
