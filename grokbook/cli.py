@@ -66,10 +66,23 @@ def _predict(args: argparse.Namespace) -> int:
     from .curves_io import CurveError, read_curves
     from .predict import GrokPredictor
 
+    given = {k: getattr(args, k) for k in ("lr", "weight_decay", "r")}
+    if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
+        missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
+        raise InputError(f"give the hyperparameters together: {', '.join(missing)} missing (--lr, --weight-decay "
+                         "and --r are read as one set)")
+    hyper = given if given["lr"] is not None else None
     try:
-        predictor = GrokPredictor.load(args.model) if args.model else GrokPredictor.default()
+        predictor = (GrokPredictor.load(args.model) if args.model
+                     else GrokPredictor.default(with_hyperparameters=hyper is not None))
     except ValueError as err:
         raise InputError(str(err)) from None
+    if hyper is not None and not predictor.needs_hyperparameters:
+        print(f"grokbook: warning: the predictor {args.model} does not read hyperparameters; --lr, --weight-decay "
+              "and --r are ignored", file=sys.stderr)
+        hyper = None
+    elif hyper is None and predictor.needs_hyperparameters:
+        raise InputError(f"the predictor {args.model} reads the hyperparameters: give --lr, --weight-decay and --r")
     curves = []
     for name in args.curves:
         try:
@@ -79,7 +92,7 @@ def _predict(args: argparse.Namespace) -> int:
     results = []
     for curve in curves:
         try:
-            a = predictor.assess(curve.loss)[0]
+            a = predictor.assess(curve.loss, hyper)[0]
         except ValueError as err:
             raise InputError(f"{curve.name}: {str(err).removeprefix('curve 0: ')}") from None
         notes = [curve.note] if curve.note else []
@@ -115,12 +128,23 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _fit_predictor(args: argparse.Namespace) -> int:
-    from .experiments.book_grid import fit_default
-
-    out = Path(args.output)
+    out = Path(args.output or ("corpus_predictor_hp.json" if args.corpus else "default_predictor.json"))
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a directory")
-    predictor = fit_default()
+    if args.corpus:
+        from .experiments import leaderboard as lb
+        from .predict import HYPERPARAMETERS
+        from .transfer import TRANSFER
+
+        try:
+            frame = lb.read_corpus()
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        predictor = lb.fit_corpus(frame, TRANSFER + HYPERPARAMETERS, lb.WINDOW)
+    else:
+        from .experiments.book_grid import fit_default
+
+        predictor = fit_default()
     predictor.save(out)
     print(f"wrote {out}: {predictor.meta['runs']} runs, coefficients "
           + ", ".join(f"{k} {c:+.4f}" for k, c in zip(predictor.features, predictor.coef)))
@@ -375,11 +399,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "and no held-out word such as 'val')")
     predict.add_argument("--model", metavar="FILE", help="a predictor saved as JSON (default: the one shipped, "
                          "fitted on the book's sweep)")
+    predict.add_argument("--lr", type=float, metavar="LR", help="the runs' learning rate; with --weight-decay and "
+                         "--r, scores with the predictor that also reads the hyperparameters (fitted on the corpus "
+                         "of runs, data/corpus/)")
+    predict.add_argument("--weight-decay", type=float, metavar="WD", help="the runs' weight decay (0 allowed)")
+    predict.add_argument("--r", type=float, metavar="R", help="the runs' train fraction, in (0, 1)")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
     predict.set_defaults(func=_predict)
     fit = sub.add_parser("fit-predictor", help="regenerate the default predictor from the book's sweep "
                          "(trains the sweep's 420 runs if the store lacks them: about 20 min on 2 cores)")
-    fit.add_argument("-o", "--output", default="default_predictor.json", help="where to write it")
+    fit.add_argument("--corpus", action="store_true", help="instead: the predictor that also reads the "
+                     "hyperparameters (the scale-free features and lr, weight decay, r), fitted on every family "
+                     "of the corpus in data/corpus/ (nothing trained; seconds)")
+    fit.add_argument("-o", "--output", help="where to write it (default default_predictor.json, or "
+                     "corpus_predictor_hp.json with --corpus)")
     fit.set_defaults(func=_fit_predictor)
     export = sub.add_parser("export", help="write stored runs as CSV or Parquet: those a chapter used when last "
                             "run by `grokbook run`, or one run by its hash")

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .spectral import detrend, hjorth, paper_energy
+from .transfer import TRANSFER, transfer_features
 
 #: The paper's quantity: log10 of the raw energy of the window (:func:`paper_energy`).
 PAPER = ("log_paper_energy",)
@@ -38,6 +39,18 @@ BASELINE = ("log_loss_level", "loss_slope", "norm_trend", "val_loss_trend")
 FEATURES = PAPER + SPECTRAL + BASELINE
 #: The features computed from the training loss alone (any trainer's curve).
 LOSS_ONLY = PAPER + SPECTRAL + ("log_loss_level", "loss_slope")
+#: The hyperparameter columns a predictor may also read
+#: (:func:`grokbook.stats.hyperparameter_features`): log10 learning rate, log10 weight
+#: decay (floored at :data:`grokbook.stats.WD_FLOOR`), train fraction, and the first two's
+#: product.
+HYPERPARAMETERS = ("log_lr", "log_wd", "r", "log_lr_x_log_wd")
+#: Every feature a :class:`GrokPredictor` may be fitted on: those of
+#: :func:`curve_features`, the scale-free set of :mod:`grokbook.transfer` and the
+#: :data:`HYPERPARAMETERS`.
+PREDICTOR_FEATURES = FEATURES + TRANSFER + HYPERPARAMETERS
+#: Those a plain training-loss curve gives (with the hyperparameters where the user
+#: gives them).
+FROM_CURVE = LOSS_ONLY + TRANSFER + HYPERPARAMETERS
 
 
 def early_features(run, n: int, method: str = "highpass:0.01") -> dict[str, float]:
@@ -375,6 +388,10 @@ POSITIVE = ("groks", "generalizes")
 _FORMAT = "grokbook.GrokPredictor/1"
 #: Where the default predictor ships (package data).
 DEFAULT_PATH = Path(__file__).with_name("default_predictor.json")
+#: Where the predictor that also reads the hyperparameters ships: the scale-free set and
+#: the :data:`HYPERPARAMETERS`, fitted on the corpus of runs (``data/corpus/``,
+#: :func:`grokbook.experiments.leaderboard.fit_corpus`).
+DEFAULT_HP_PATH = Path(__file__).with_name("corpus_predictor_hp.json")
 
 
 def _as_curves(curves) -> list[np.ndarray]:
@@ -490,9 +507,9 @@ class GrokPredictor:
                              f"and {int((~y).sum())} negative")
         if not 0 < recall <= 1:
             raise ValueError(f"recall must be in (0, 1], got {recall}")
-        unknown = set(features) - set(FEATURES)
+        unknown = set(features) - set(PREDICTOR_FEATURES)
         if unknown:
-            raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {PREDICTOR_FEATURES}")
         mean, scale = X.mean(axis=0), X.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         model = LogisticRegression(C=C).fit((X - mean) / scale, y)
@@ -528,36 +545,85 @@ class GrokPredictor:
         return 1.0 / (1.0 + np.exp(-z))
 
     def _check_loss_only(self) -> None:
-        """Raise ValueError if this predictor needs more than the training loss."""
-        missing = [f for f in self.features if f not in LOSS_ONLY]
+        """Raise ValueError if this predictor needs more than the training loss (and the
+        hyperparameters)."""
+        missing = [f for f in self.features if f not in FROM_CURVE]
         if missing:
             raise ValueError(f"this predictor needs {missing}, which a loss curve alone does not give; "
                              "score stored runs with predict_runs")
 
-    def features_of(self, curves) -> np.ndarray:
+    @property
+    def needs_hyperparameters(self) -> bool:
+        """Whether the model reads the :data:`HYPERPARAMETERS` (then :meth:`assess` and
+        :meth:`predict_proba` need ``hyperparameters``)."""
+        return any(f in HYPERPARAMETERS for f in self.features)
+
+    def _hyper_rows(self, hyperparameters: Optional[dict], n: int) -> Optional[np.ndarray]:
+        """``(n, 4)``: the :data:`HYPERPARAMETERS` columns of ``n`` curves from
+        ``hyperparameters`` (``lr``, ``weight_decay``, ``r``: one number each for every
+        curve, or ``n`` numbers); None when the model does not read them. ValueError when
+        it does and they are missing, incomplete or out of range."""
+        from .stats import hyperparameter_features
+
+        if not self.needs_hyperparameters:
+            return None
+        keys = ("lr", "weight_decay", "r")
+        if not hyperparameters or any(hyperparameters.get(k) is None for k in keys):
+            raise ValueError("this predictor reads the hyperparameters: give lr, weight_decay and r (the learning "
+                             "rate, the weight decay and the train fraction) for every curve")
+        cols = []
+        for k in keys:
+            v = np.atleast_1d(np.asarray(hyperparameters[k], dtype=np.float64))
+            if v.ndim != 1 or len(v) not in (1, n):
+                raise ValueError(f"{k}: give one value or one per curve ({n}), got {len(v)}")
+            cols.append(np.broadcast_to(v, (n,)))
+        lr, wd, r = cols
+        if not (np.isfinite(lr).all() and np.isfinite(wd).all() and np.isfinite(r).all()):
+            raise ValueError("the hyperparameters must be finite numbers")
+        if (r <= 0).any() or (r >= 1).any():
+            raise ValueError(f"r, the train fraction, must lie in (0, 1), got {r.tolist()}")
+        return hyperparameter_features(lr, wd, r)
+
+    def _curve_row(self, curve: np.ndarray, hyper: Optional[np.ndarray]) -> dict[str, float]:
+        """Every feature of the model for one curve's window (``(>= window,)``) and its
+        hyperparameter row (``(4,)`` or None)."""
+        out: dict[str, float] = {}
+        if any(f in LOSS_ONLY for f in self.features):
+            out.update(curve_features(curve, self.window, self.detrend))
+        if any(f in TRANSFER for f in self.features):
+            out.update(transfer_features(curve, self.window))
+        if hyper is not None:
+            out.update(zip(HYPERPARAMETERS, map(float, hyper)))
+        return out
+
+    def features_of(self, curves, hyperparameters: Optional[dict] = None) -> np.ndarray:
         """``(n_curves, k)``: the features of each training-loss curve (one curve ``(T,)``,
-        ``(n_curves, T)``, or a sequence of curves of any lengths ``>= window``). Only
+        ``(n_curves, T)``, or a sequence of curves of any lengths ``>= window``), with
+        ``hyperparameters`` where the model reads them (see :meth:`_hyper_rows`). Only
         loss features can come from a plain curve; use :meth:`predict_runs` otherwise."""
         self._check_loss_only()
+        curves = _as_curves(curves)
+        hyper = self._hyper_rows(hyperparameters, len(curves))
         rows = []
-        for i, curve in enumerate(_as_curves(curves)):
+        for i, curve in enumerate(curves):
             try:
-                f = curve_features(curve, self.window, self.detrend)
+                f = self._curve_row(curve, None if hyper is None else hyper[i])
             except ValueError as err:
                 raise ValueError(f"curve {i}: {err}") from None
             rows.append([f[k] for k in self.features])
         return np.array(rows, dtype=np.float64).reshape(-1, len(self.features))
 
-    def predict_proba(self, curves) -> np.ndarray:
+    def predict_proba(self, curves, hyperparameters: Optional[dict] = None) -> np.ndarray:
         """``(n_curves,)``: the probability that each curve's run is positive (see ``label``),
-        from its first ``window`` steps only."""
-        return self.proba_from_features(self.features_of(curves))
+        from its first ``window`` steps only (and ``hyperparameters`` where the model reads
+        them)."""
+        return self.proba_from_features(self.features_of(curves, hyperparameters))
 
-    def predict(self, curves) -> np.ndarray:
+    def predict(self, curves, hyperparameters: Optional[dict] = None) -> np.ndarray:
         """``(n_curves,)`` booleans: probability at or above ``threshold``."""
-        return self.predict_proba(curves) >= self.threshold
+        return self.predict_proba(curves, hyperparameters) >= self.threshold
 
-    def assess(self, curves) -> list[Assessment]:
+    def assess(self, curves, hyperparameters: Optional[dict] = None) -> list[Assessment]:
         """One :class:`Assessment` per training-loss curve (one curve ``(T,)``,
         ``(n_curves, T)``, or a sequence of curves, ``T >= window``), from its first
         ``window`` steps only. The first rule that applies gives the verdict:
@@ -576,21 +642,28 @@ class GrokPredictor:
            and the reason of the verdict says so;
         6. else ``"yes"`` if the probability is at or above ``threshold``, ``"no"`` below.
 
+        A model that reads the :data:`HYPERPARAMETERS` needs ``hyperparameters``
+        (``lr``, ``weight_decay``, ``r``: one value for every curve or one per curve); their
+        columns go through the same range check (5).
+
         :meth:`predict_proba` and :meth:`predict` score every curve regardless. Raises
         ValueError, naming the curve by its index, for a curve shorter than ``window``
-        or not 1-D, and for a predictor that needs more than the loss."""
+        or not 1-D, for a predictor that needs more than the loss, and for
+        hyperparameters missing or out of range where the model reads them."""
         self._check_loss_only()
+        curves = _as_curves(curves)
+        hyper = self._hyper_rows(hyperparameters, len(curves))
         out = []
-        for i, curve in enumerate(_as_curves(curves)):
+        for i, curve in enumerate(curves):
             if curve.ndim != 1:
                 raise ValueError(f"curve {i}: a loss curve is 1-D (one loss per step), got shape {curve.shape}")
             if len(curve) < self.window:
                 raise ValueError(f"curve {i}: the curve has {len(curve)} steps, fewer than the window of "
                                  f"{self.window}")
-            out.append(self._assess_one(curve[:self.window]))
+            out.append(self._assess_one(curve[:self.window], None if hyper is None else hyper[i]))
         return out
 
-    def _assess_one(self, loss: np.ndarray) -> Assessment:
+    def _assess_one(self, loss: np.ndarray, hyper: Optional[np.ndarray] = None) -> Assessment:
         """:meth:`assess` of one window ``(window,)``."""
         n = self.window
         bad = np.flatnonzero(~np.isfinite(loss))
@@ -603,13 +676,17 @@ class GrokPredictor:
             return Assessment("undetermined", None, f"the loss is not positive at the start (mean {start:.4g} over "
                               f"steps 0 to {k - 1}); the fit check and the features need a positive training loss")
         with np.errstate(all="ignore"):  # a flat curve has no oscillation: 0/0 in its Hjorth mobility
-            f = curve_features(loss, n, self.detrend)
+            f = self._curve_row(loss, hyper)
         features = {name: float(f[name]) for name in self.features}
         if end >= NEVER_FITS_RATIO * start:
             return Assessment("never fits", None, f"the loss has not fallen: mean {end:.4g} over steps {n - k} to "
                               f"{n - 1} against {start:.4g} over steps 0 to {k - 1} (ratio {end / start:.2f}, "
                               f"never fits at {NEVER_FITS_RATIO} or more)", features)
         nonfinite = [name for name, v in features.items() if not math.isfinite(v)]
+        if nonfinite and set(nonfinite) <= set(TRANSFER) - {"slope_late"}:
+            return Assessment("undetermined", None, f"the loss does not fall by a factor 2 (0.3 decades) within the "
+                              f"window of {n} steps, the fall the scale-free features take as the run's unit of time",
+                              features)
         if nonfinite:
             return Assessment("undetermined", None, f"{', '.join(nonfinite)} not finite (is the curve constant "
                               "over part of the window?)", features)
@@ -685,7 +762,7 @@ class GrokPredictor:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed predictor: {type(err).__name__}: {err}") from None
         bad = [n for n, a in arrays.items() if a.shape != (k,) or not np.all(np.isfinite(a))]
-        if bad or not set(features) <= set(FEATURES) or not np.isfinite(pred.intercept):
+        if bad or not set(features) <= set(PREDICTOR_FEATURES) or not np.isfinite(pred.intercept):
             raise ValueError(f"malformed predictor: {bad or 'unknown features or intercept'}")
         if "training" in d:
             t = d["training"]
@@ -738,7 +815,9 @@ class GrokPredictor:
         return cls.from_json(d)
 
     @classmethod
-    def default(cls) -> "GrokPredictor":
-        """The predictor shipped with the package: :meth:`fit_runs` on :func:`~grokbook.experiments.book_grid.book_sweep`
-        with the defaults; ``grokbook fit-predictor`` regenerates it."""
-        return cls.load(DEFAULT_PATH)
+    def default(cls, with_hyperparameters: bool = False) -> "GrokPredictor":
+        """The predictor shipped with the package: :meth:`fit_runs` on
+        :func:`~grokbook.experiments.book_grid.book_sweep` with the defaults (``grokbook
+        fit-predictor`` regenerates it); ``with_hyperparameters``: the one that also reads
+        the hyperparameters, fitted on the corpus (``grokbook fit-predictor --corpus``)."""
+        return cls.load(DEFAULT_HP_PATH if with_hyperparameters else DEFAULT_PATH)

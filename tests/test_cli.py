@@ -506,3 +506,50 @@ def test_a_real_ctrl_c_during_training_prints_one_line(tmp_path):
     assert proc.wait(timeout=300) == 130, rest
     assert len(rest) == 1 and rest[0].startswith("grokbook: interrupted.") and "resumes" in rest[0], rest
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def _falling_curves(tmp_path, n=500):
+    """Three curves falling two decades over their first 200 steps, noisy: long enough
+    for the corpus predictor's 400-step window, with a scale-free time unit."""
+    rng = np.random.default_rng(1)
+    t = np.arange(n)[:, None]
+    curves = (3.4 * np.exp(-t / np.array([40.0, 60.0, 90.0])) + 0.02) * np.exp(0.05 * rng.normal(size=(n, 3)))
+    np.save(tmp_path / "f.npy", curves)
+    return curves
+
+
+def test_predict_with_the_hyperparameters_uses_the_corpus_predictor(tmp_path, capsys):
+    from grokbook.predict import GrokPredictor
+
+    curves = _falling_curves(tmp_path)
+    hp = GrokPredictor.default(with_hyperparameters=True)
+    assert hp.needs_hyperparameters and hp.window == 400
+    args = ["predict", "--json", str(tmp_path / "f.npy"), "--lr", "0.01", "--weight-decay", "1", "--r", "0.5"]
+    main(args)
+    results = json.loads(capsys.readouterr().out)
+    expected = hp.predict_proba(curves.T, dict(lr=0.01, weight_decay=1.0, r=0.5))
+    scored = [r for r in results if r["probability"] is not None]
+    assert scored and all(r["window"] == 400 for r in results)
+    assert [r["probability"] for r in scored] == pytest.approx(
+        [p for p, r in zip(expected, results) if r["probability"] is not None], abs=1e-12)
+    assert all({"log_lr", "log_wd", "r"} <= set(r["features"]) for r in results)
+
+
+def test_predict_hyperparameters_come_as_one_set(tmp_path, capsys):
+    _falling_curves(tmp_path)
+    assert main(["predict", str(tmp_path / "f.npy"), "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "--weight-decay, --r missing" in err and len(err.strip().splitlines()) == 1
+    assert main(["predict", str(tmp_path / "f.npy"), "--lr", "0.01", "--weight-decay", "1", "--r", "1.5"]) == 2
+    assert "train fraction" in capsys.readouterr().err
+
+
+def test_predict_a_model_that_reads_no_hyperparameters_ignores_them_and_says_so(tmp_path, capsys):
+    from grokbook.predict import DEFAULT_HP_PATH, DEFAULT_PATH
+
+    _falling_curves(tmp_path)
+    main(["predict", str(tmp_path / "f.npy"), "--model", str(DEFAULT_PATH), "--lr", "0.01", "--weight-decay", "1",
+          "--r", "0.5"])
+    assert "does not read hyperparameters" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "f.npy"), "--model", str(DEFAULT_HP_PATH)]) == 2
+    assert "give --lr, --weight-decay and --r" in capsys.readouterr().err

@@ -184,3 +184,23 @@ def test_loss_only_target_every_branch():
     pooled = [_row("e", "a", 0.7, 0.6, 0.8, brier=0.1, n=90), _row("e", "b", 0.7, 0.6, 0.8, brier=0.4, n=10)]
     assert "Brier 0.130" in lb.loss_only_target(pooled, "e")
     assert lb.loss_only_target([_row("e", "a", *(float("nan"),) * 3)], "e").startswith("not testable")
+
+
+def test_fit_corpus_is_a_logistic_regression_on_the_finite_records():
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    recs = [record(seed=s, lr=lr, decay=d, outcome="groks" if d > 0.012 else "memorizes")
+            for s in (0, 1) for lr in (1e-2, 3e-2) for d in (0.008, 0.01, 0.014, 0.018)]
+    recs.append(record(seed=5, decay=0.0001))            # no 0.3-decade fall: left out
+    frame = pd.DataFrame(recs).assign(family=["a"] * 8 + ["b"] * 8 + ["a"])
+    pred = lb.fit_corpus(frame, ("fall_4", "log_lr"), 400)
+    assert pred.meta["runs"] == 16 and pred.meta["left_out"] == 1 and pred.meta["families"] == {"a": 8, "b": 8}
+    tab = lb.feature_table(frame.iloc[:16], 400)
+    X = tab[["fall_4", "log_lr"]].to_numpy()
+    mean, sd = X.mean(0), X.std(0)
+    oracle = LogisticRegression(C=1.0).fit((X - mean) / sd, tab.positive)
+    assert pred.coef == pytest.approx(oracle.coef_[0], rel=1e-6)
+    assert pred.predict_proba(np.stack(tab.index.map(lambda i: frame.window[i])), dict(
+        lr=frame.lr[:16], weight_decay=frame.weight_decay[:16], r=frame.r[:16])) == pytest.approx(
+        oracle.predict_proba((X - mean) / sd)[:, 1], rel=1e-6)

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..predict import LOSS_ONLY, SPECTRAL, curve_features
+from ..predict import HYPERPARAMETERS, LOSS_ONLY, SPECTRAL, curve_features
 from ..transfer import TRANSFER, transfer_features
 
 
@@ -95,9 +95,6 @@ def family_holdout(X: np.ndarray, y: Sequence[bool], families: Sequence[str], gr
 
 
 # --- the leaderboard (issue 34, part 3) ----------------------------------------------
-
-#: The hyperparameter-only design's columns (:func:`grokbook.stats.hyperparameter_features`).
-HYPERPARAMETERS = ("log_lr", "log_wd", "r", "log_lr_x_log_wd")
 
 #: The training loss (nats) whose first crossing :func:`steps_to_level` counts: Jiang et
 #: al. (2019)'s optimization-based measure, steps to reach a cross-entropy of 0.1.
@@ -314,3 +311,46 @@ def loss_only_target(rows: Sequence[dict[str, Any]], entry: str, share: float = 
             f"{', '.join(r['family'] for r in above) or 'none'}); Brier {b:.3f} against the base rate's {base:.3f} "
             f"over the {n} held-out runs")
     return ("met: " if len(above) >= need and b < base else "not met: ") + text
+
+
+#: The early window (steps) the corpus predictor reads: all that a record keeps.
+WINDOW = 400
+
+#: The families the leaderboard and the corpus predictor read, in order (the corpus of
+#: ``benchmarks/corpus.py`` and the bridge, ``benchmarks/bridge.py``).
+FAMILIES = ("book_p31", "book_p23", "mlp_p31", "minibatch_p31", "sub_p31", "x2y2_p31", "budget_4k", "grok_p47")
+
+
+def read_corpus(families: Sequence[str] = FAMILIES) -> Any:
+    """The records of every family of ``families`` that has records in ``data/corpus/``,
+    one frame (empty families are skipped; ValueError if none has records)."""
+    import pandas as pd
+
+    from .records import corpus_dir, read_records
+
+    present = [f for f in families if corpus_dir(f).is_dir() and any(corpus_dir(f).glob("*.parquet"))]
+    if not present:
+        raise ValueError(f"none of the families {list(families)} has records in data/corpus/")
+    return pd.concat([read_records(corpus_dir(f)) for f in present], ignore_index=True)
+
+
+def fit_corpus(frame: Any, features: Sequence[str], window: int = 400, *, recall: float = 0.9,
+               C: float = 1.0) -> Any:
+    """A :class:`~grokbook.predict.GrokPredictor` on ``features`` (names of
+    :func:`record_features`) of the first ``window`` steps, fitted on every record of
+    ``frame`` whose features are finite (the others are counted in ``meta["left_out"]``),
+    labelled positive when the record's outcome is groks or generalizes. ``meta`` names
+    the families, their run counts and the records' hashes."""
+    from ..predict import GrokPredictor
+
+    features = tuple(features)
+    table = feature_table(frame, window)
+    ok = np.isfinite(table[list(features)].to_numpy(np.float64)).all(axis=1)
+    t = table[ok]
+    counts = t.groupby("family").size()
+    meta = dict(source="the corpus (data/corpus/), grokbook.experiments.leaderboard.fit_corpus",
+                families={f: int(n) for f, n in counts.items()}, runs=int(ok.sum()), left_out=int((~ok).sum()),
+                hashes=frame.loc[ok, "hash"].astype(str).tolist())
+    label = "generalizes within its budget (validation accuracy 99%: outcome groks or generalizes)"
+    return GrokPredictor.fit(t[list(features)].to_numpy(np.float64), t["positive"].to_numpy(bool), features,
+                             window, "taper:0.02", recall=recall, C=C, label=label, meta=meta)
