@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional
+from typing import Any, Optional
 
 import optuna
 
@@ -143,3 +143,76 @@ class GrokkingPruner(optuna.pruners.BasePruner):
                            f"the predictor's window of {n}: GrokkingPruner never judged it; train trials for at "
                            f"least {n} steps")
                 return
+
+
+#: The prefix of the user attributes that carry a trial's validation accuracy to a
+#: :class:`StagedGrokkingPruner` (see :func:`report_validation`).
+VAL_PREFIX = "val_acc:"
+
+
+def report_validation(trial: optuna.Trial, step: int, accuracy: float) -> None:
+    """Tell a :class:`StagedGrokkingPruner` the validation accuracy of ``trial`` at
+    ``step`` (a user attribute ``val_acc:<step>``); report the training loss with
+    ``trial.report(loss, step)`` as for :class:`GrokkingPruner`."""
+    trial.set_user_attr(f"{VAL_PREFIX}{int(step)}", float(accuracy))
+
+
+class StagedGrokkingPruner(optuna.pruners.BasePruner):
+    """Prune a trial at the first decision point of ``predictor`` (a
+    :class:`~grokbook.staged.StagedPredictor`: 5%, 10%, 20% and 40% of ``budget``) at
+    which its probability of generalizing falls below that point's threshold; a trial
+    that passes every point is never pruned.
+
+    The trial reports its training loss at every step (or every ``N`` steps) with
+    ``trial.report(loss, step)`` and its validation accuracy whenever it evaluates with
+    :func:`report_validation`. At a point's step the features are read from what was
+    reported by then (:func:`grokbook.staged.staged_features`). A trial that reports a
+    NaN or inf loss is pruned at once (diverged). A point at which nothing of the
+    validation accuracy has been reported is skipped, with one warning per pruner (the
+    trial is kept: the predictor cannot decide)."""
+
+    def __init__(self, predictor: Any, budget: int) -> None:
+        if budget < 1:
+            raise ValueError(f"budget must be a positive number of steps, got {budget}")
+        self.predictor = predictor
+        self.steps = predictor.decision_steps(budget)
+        self._passed: dict[tuple, int] = {}  # (study, trial number, start) -> points passed
+        self._pruned: set[tuple] = set()
+        self._warned = False
+
+    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        from .staged import staged_features
+
+        key = (study.study_name, trial.number, trial.datetime_start)
+        if key in self._pruned:
+            return True
+        values = trial.intermediate_values
+        if not values:
+            return False
+        last = max(values)
+        if not math.isfinite(values[last]):
+            self._pruned.add(key)
+            return True
+        done = self._passed.get(key, 0)
+        if done >= len(self.steps) or last < self.steps[done]:
+            return False
+        steps = sorted(values)
+        loss = [values[s] for s in steps]
+        val = sorted((int(k[len(VAL_PREFIX):]), v) for k, v in trial.user_attrs.items() if k.startswith(VAL_PREFIX))
+        while done < len(self.steps) and last >= self.steps[done]:
+            s = self.steps[done]
+            done += 1
+            try:
+                x = staged_features(steps, loss, [a for a, _ in val], [b for _, b in val], s)
+            except ValueError as err:
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(f"StagedGrokkingPruner kept trial {trial.number} at step {s} undecided: {err}",
+                                  UserWarning, stacklevel=2)
+                continue
+            if self.predictor.proba(x, done - 1) < self.predictor.threshold[done - 1]:
+                self._pruned.add(key)
+                self._passed[key] = done
+                return True
+        self._passed[key] = done
+        return False

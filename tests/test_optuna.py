@@ -183,3 +183,26 @@ def test_search_result_best_so_far_skips_pruned_trials():
     compute, best = r.best_so_far()
     assert compute.tolist() == pytest.approx([10 / 30, 12 / 30, 22 / 30])
     assert best.tolist() == [0.5, 0.5, 0.9]
+
+
+def test_frontier_and_the_staged_replay_on_the_same_trials(tiny):
+    from grokbook.experiments.search import frontier
+    from grokbook.pruning import StagedGrokkingPruner
+    from grokbook.staged import POINTS, STAGED_FEATURES, StagedPredictor
+
+    base = tiny.replace(steps=60, data_seed=3)
+    runs = sweep(sample_configs(base, 4, seed=5))
+    groks = np.array([True, True, False, False])
+    rows = frontier(runs, {"none": (optuna.pruners.NopPruner(), "val_acc"), "odd": (_PruneAt(10), "train_loss")},
+                    groks, base, seed=5)
+    assert rows[0] == dict(label="none", compute=1.0, kept=1.0)
+    assert rows[1]["compute"] == pytest.approx(142 / 240) and rows[1]["kept"] == 0.5   # trial 1 groks, is pruned
+    # a staged predictor that always says no prunes every trial at its first point (5% of 60: step 3)
+    P, k = len(POINTS), len(STAGED_FEATURES)
+    never = StagedPredictor(POINTS, np.zeros((P, k)), np.ones((P, k)), np.zeros((P, k)), np.full(P, -10.0),
+                            np.full(P, 0.5), 0.99, "positive")
+    res = replay_search(runs, StagedGrokkingPruner(never, 60), "staged", base, seed=5)
+    assert res.pruned.all() and res.steps.tolist() == [4, 4, 4, 4]
+    always = StagedPredictor(POINTS, np.zeros((P, k)), np.ones((P, k)), np.zeros((P, k)), np.full(P, 10.0),
+                             np.full(P, 0.5), 0.99, "positive")
+    assert not replay_search(runs, StagedGrokkingPruner(always, 60), "staged", base, seed=5).pruned.any()

@@ -81,11 +81,16 @@ def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str
     is stopped there or trained on (its warm-up and updates do not depend on the
     budget), so a pruned trial costs the steps it reported.
 
-    ``report``: ``"train_loss"`` (every step, for :class:`GrokkingPruner`) or
-    ``"val_acc"`` (at the run's validation steps, as searches use Optuna's pruners).
+    ``report``: ``"train_loss"`` (every step, for :class:`GrokkingPruner`),
+    ``"val_acc"`` (at the run's validation steps, as searches use Optuna's pruners) or
+    ``"staged"`` (the training loss every step and the validation accuracy at the
+    validation steps by :func:`~grokbook.pruning.report_validation`, for
+    :class:`~grokbook.pruning.StagedGrokkingPruner`).
     Raises ValueError if a trial asks for a run not in ``runs``."""
-    if report not in ("train_loss", "val_acc"):
-        raise ValueError(f"report must be 'train_loss' or 'val_acc', got {report!r}")
+    from ..pruning import report_validation
+
+    if report not in ("train_loss", "val_acc", "staged"):
+        raise ValueError(f"report must be 'train_loss', 'val_acc' or 'staged', got {report!r}")
     by_hash = {run.config.hash(): run for run in runs}
     n, budget = len(runs), base.steps
     steps, pruned, value = np.full(n, budget), np.zeros(n, dtype=bool), np.full(n, np.nan)
@@ -95,6 +100,17 @@ def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str
         run = by_hash.get(config.hash())
         if run is None:
             raise ValueError(f"trial {trial.number} asks for a run that was not given: {config}")
+        if report == "staged":
+            evaluated = dict(zip(np.asarray(run.val_steps).tolist(), np.asarray(run.val_acc, dtype=float).tolist()))
+            for step, v in enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist()):
+                if step in evaluated:
+                    report_validation(trial, step, evaluated[step])
+                trial.report(v, step)
+                if trial.should_prune():
+                    steps[trial.number], pruned[trial.number] = step + 1, True
+                    raise optuna.TrialPruned()
+            value[trial.number] = float(run.val_acc[-1])
+            return value[trial.number]
         if report == "train_loss":
             points = enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist())
         else:
@@ -139,13 +155,30 @@ def pruner_sentence(name: str, kept: Share, compute: Share) -> str:
     return f"{name} keeps {share_text(kept)} of the grokkers for {spent} of the compute"
 
 
-def search_verdict(kept: Share, compute: Share, goal_kept: float, goal_compute: float) -> str:
-    """The chapter's goal for the grokking pruner: keep at least ``goal_kept`` of the
+def search_verdict(kept: Share, compute: Share, goal_kept: float, goal_compute: float,
+                   name: str = "the grokking pruner") -> str:
+    """The chapter's goal for a pruner (``name``): keep at least ``goal_kept`` of the
     grokking trials for at most ``goal_compute`` of the compute (point estimates)."""
     k, c = float(kept[0]), float(compute[0])
     if not np.isfinite(k):
         return "not measurable: no trial grokked"
     if k >= goal_kept and c <= goal_compute:
-        return f"goal met: the grokking pruner keeps {k:.0%} of the grokkers for {c:.0%} of the compute"
-    return (f"goal not met: the grokking pruner keeps {k:.0%} of the grokkers (goal {goal_kept:.0%}) for "
+        return f"goal met: {name} keeps {k:.0%} of the grokkers for {c:.0%} of the compute"
+    return (f"goal not met: {name} keeps {k:.0%} of the grokkers (goal {goal_kept:.0%}) for "
             f"{c:.0%} of the compute (goal at most {goal_compute:.0%})")
+
+
+def frontier(runs: Sequence, settings: dict, groks: np.ndarray, base: RunConfig, seed: int = 0,
+             space: dict = SPACE, first_seed: int = 100) -> list[dict]:
+    """Each of ``settings`` (a label to ``(pruner, report)``, e.g. one pruner at several
+    values of its knob) replayed on the same trials (:func:`replay_search`): per label,
+    ``compute`` (share of the unpruned search) and ``kept`` (share of the grokking trials,
+    ``groks``: ``(n_trials,)`` booleans in the sampler's order, trained to the end; NaN
+    without a grokking trial)."""
+    groks = np.asarray(groks, bool)
+    out = []
+    for label, (pruner, report) in settings.items():
+        res = replay_search(runs, pruner, report, base, seed, space, first_seed)
+        kept = float((~res.pruned[groks]).mean()) if groks.any() else float("nan")
+        out.append(dict(label=label, compute=res.compute, kept=kept))
+    return out
