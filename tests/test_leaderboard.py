@@ -159,7 +159,7 @@ def test_score_entries_leave_out_runs_with_a_missing_feature_and_score_given_pro
 
 
 def _row(entry, family, auc, lo, hi, brier=0.2, base=0.25, n=10):
-    return dict(entry=entry, family=family, n=n, auc=(auc, lo, hi), brier=brier, brier_base=base)
+    return dict(entry=entry, family=family, n=n, n_pos=n // 2, auc=(auc, lo, hi), brier=brier, brier_base=base)
 
 
 def test_with_hyperparameters_target_every_branch():
@@ -204,3 +204,25 @@ def test_fit_corpus_is_a_logistic_regression_on_the_finite_records():
     assert pred.predict_proba(np.stack(tab.index.map(lambda i: frame.window[i])), dict(
         lr=frame.lr[:16], weight_decay=frame.weight_decay[:16], r=frame.r[:16])) == pytest.approx(
         oracle.predict_proba((X - mean) / sd)[:, 1], rel=1e-6)
+
+
+def test_targets_can_leave_out_families_with_few_runs_of_a_class():
+    rows = [_row("e", "a", 0.9, 0.7, 1.0), _row("e", "b", 0.6, 0.4, 0.8)]
+    rows[1]["n_pos"] = 1
+    rows[0]["n_pos"] = 5
+    assert lb.with_hyperparameters_target(rows, "e").startswith("not met")
+    assert lb.with_hyperparameters_target(rows, "e", min_class=5).startswith("met: AUC at least 0.80 on all 1")
+    assert lb.loss_only_target(rows, "e", min_class=5).startswith("met: interval above 0.5 on 1 of 1")
+    assert lb.loss_only_target(rows, "e", min_class=6).startswith("not testable")
+
+
+def test_paired_gain_against_a_baseline():
+    tab = planted_table()
+    rows = lb.score_entries(tab, {"fall": ("fall_4",), "fall again": ("fall_4",), "noise": ("rise_max",)}, raw=(),
+                            n_boot=50)
+    same = lb.paired_gain(rows, "fall", "fall again", n_boot=100)
+    assert all(v == (0.0, 0.0, 0.0) for v in same.values())
+    better = lb.paired_gain(rows, "fall", "noise", n_boot=200)
+    assert all(lo > 0.2 for _, lo, _ in better.values())
+    with pytest.raises(ValueError, match="no rows"):
+        lb.paired_gain(rows, "fall", "absent")

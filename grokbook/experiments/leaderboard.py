@@ -216,8 +216,8 @@ def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None
     generalizing; ``"- ..."``: a lower one), nothing fitted; and each of ``scored``
     (name to ``(n,)`` probabilities over ``table``'s rows, e.g. the shipped predictor's),
     scored as given. Each row: ``entry``, ``kind`` (``"held out"``, ``"raw"``,
-    ``"given"``), ``family``, ``n``, ``n_pos``, ``p`` and ``y`` (the family's scores and
-    outcomes, ``(n,)`` each), ``auc`` and ``concordance`` (``(estimate,
+    ``"given"``), ``family``, ``n``, ``n_pos``, ``p``, ``y`` and ``g`` (the family's scores,
+    outcomes and configurations, ``(n,)`` each), ``auc`` and ``concordance`` (``(estimate,
     low, high)``, 95% cluster bootstrap over the family's configurations; NaN where a
     class is missing), ``brier`` and ``brier_base`` (NaN for raw scores, which are no
     probabilities)."""
@@ -238,7 +238,8 @@ def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None
         auc = bootstrap_ci(roc_auc, yt, p, groups=grp[m], n_boot=n_boot, seed=seed) if 0 < yt.sum() < len(yt) \
             else nan3
         prob = kind != "raw"
-        rows.append(dict(entry=entry, kind=kind, family=f, n=int(m.sum()), n_pos=int(yt.sum()), p=p, y=yt, auc=auc,
+        rows.append(dict(entry=entry, kind=kind, family=f, n=int(m.sum()), n_pos=int(yt.sum()), p=p, y=yt, g=grp[m],
+                         auc=auc,
                          concordance=_concordance(p, time[m], event[m], grp[m], n_boot, seed),
                          brier=brier(p, yt) if prob else float("nan"),
                          brier_base=brier(np.full(len(yt), base), yt) if prob else float("nan")))
@@ -276,12 +277,18 @@ def _rows_of(rows: Sequence[dict[str, Any]], entry: str) -> list[dict[str, Any]]
     return found
 
 
-def with_hyperparameters_target(rows: Sequence[dict[str, Any]], entry: str, min_auc: float = MIN_AUC) -> str:
+def _scored(rows: Sequence[dict[str, Any]], min_class: int) -> list[dict[str, Any]]:
+    """The rows whose family holds at least ``min_class`` runs of each outcome."""
+    return [r for r in rows if min(r["n_pos"], r["n"] - r["n_pos"]) >= max(min_class, 1)]
+
+
+def with_hyperparameters_target(rows: Sequence[dict[str, Any]], entry: str, min_auc: float = MIN_AUC,
+                                min_class: int = 1) -> str:
     """Whether ``entry`` (rows of :func:`score_entries`) scores an AUC of at least
-    ``min_auc`` on every held-out family with both outcomes: ``"met: ..."`` or ``"not
-    met: ..."``, naming each family and its AUC; ``"not testable: ..."`` when no family
-    has both outcomes."""
-    scored = [r for r in _rows_of(rows, entry) if math.isfinite(r["auc"][0])]
+    ``min_auc`` on every held-out family with at least ``min_class`` runs of each outcome:
+    ``"met: ..."`` or ``"not met: ..."``, naming each family and its AUC; ``"not
+    testable: ..."`` when no family qualifies."""
+    scored = [r for r in _scored(_rows_of(rows, entry), min_class) if math.isfinite(r["auc"][0])]
     if not scored:
         return f"not testable: no held-out family holds both outcomes for {entry}"
     low = [r for r in scored if r["auc"][0] < min_auc]
@@ -292,13 +299,13 @@ def with_hyperparameters_target(rows: Sequence[dict[str, Any]], entry: str, min_
     return f"met: AUC at least {min_auc:.2f} on all {len(scored)} held-out families ({each})"
 
 
-def loss_only_target(rows: Sequence[dict[str, Any]], entry: str, share: float = SHARE) -> str:
+def loss_only_target(rows: Sequence[dict[str, Any]], entry: str, share: float = SHARE, min_class: int = 1) -> str:
     """Whether ``entry`` (rows of :func:`score_entries`, fitted held out) has its AUC
-    interval's lower bound above 0.5 on at least ``share`` of the families with both
-    outcomes (rounded up: 4 of 6) and, pooling every held-out family's runs, a Brier
-    score below the base rate's: ``"met: ..."``, ``"not met: ..."`` or ``"not testable:
-    ..."`` (no family with both outcomes)."""
-    mine = _rows_of(rows, entry)
+    interval's lower bound above 0.5 on at least ``share`` of the families with at least
+    ``min_class`` runs of each outcome (rounded up: 4 of 6) and, pooling those families'
+    runs, a Brier score below the base rate's: ``"met: ..."``, ``"not met: ..."`` or
+    ``"not testable: ..."`` (no family qualifies)."""
+    mine = _scored(_rows_of(rows, entry), min_class)
     scored = [r for r in mine if math.isfinite(r["auc"][1])]
     if not scored:
         return f"not testable: no held-out family holds both outcomes for {entry}"
@@ -354,3 +361,28 @@ def fit_corpus(frame: Any, features: Sequence[str], window: int = 400, *, recall
     label = "generalizes within its budget (validation accuracy 99%: outcome groks or generalizes)"
     return GrokPredictor.fit(t[list(features)].to_numpy(np.float64), t["positive"].to_numpy(bool), features,
                              window, "taper:0.02", recall=recall, C=C, label=label, meta=meta)
+
+
+def paired_gain(rows: Sequence[dict[str, Any]], entry: str, baseline: str, *, n_boot: int = 1000,
+                seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Per family, ``AUC(entry) - AUC(baseline)`` on the same runs (rows of
+    :func:`score_entries`), with a 95% paired cluster bootstrap over the family's
+    configurations (both entries resampled together): whether an early signal adds to
+    the hyperparameters, for example. ``(nan, nan, nan)`` where a class is missing.
+    ValueError if the two entries scored different runs."""
+    from ..predict import bootstrap_ci, roc_auc
+
+    base = {r["family"]: r for r in _rows_of(rows, baseline)}
+    out = {}
+    for r in _rows_of(rows, entry):
+        b = base.get(r["family"])
+        if b is None or len(b["y"]) != len(r["y"]) or not np.array_equal(b["y"], r["y"]) \
+                or not np.array_equal(b["g"], r["g"]):
+            raise ValueError(f"{entry!r} and {baseline!r} did not score the same runs of {r['family']}")
+        y = r["y"]
+        if not 0 < y.sum() < len(y):
+            out[r["family"]] = (float("nan"),) * 3
+            continue
+        gain = lambda yy, a, c: roc_auc(yy, a) - roc_auc(yy, c)
+        out[r["family"]] = bootstrap_ci(gain, y, r["p"], b["p"], groups=r["g"], n_boot=n_boot, seed=seed)
+    return out
