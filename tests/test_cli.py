@@ -553,3 +553,16 @@ def test_predict_a_model_that_reads_no_hyperparameters_ignores_them_and_says_so(
     assert "does not read hyperparameters" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "f.npy"), "--model", str(DEFAULT_HP_PATH)]) == 2
     assert "give --lr, --weight-decay and --r" in capsys.readouterr().err
+
+
+def test_fit_predictor_corpus_refits_the_shipped_hyperparameter_predictor(tmp_path, capsys):
+    from grokbook.predict import GrokPredictor
+
+    out = tmp_path / "hp.json"
+    assert main(["fit-predictor", "--corpus", "-o", str(out)]) == 0
+    fresh, shipped = GrokPredictor.load(out), GrokPredictor.default(with_hyperparameters=True)
+    assert fresh.needs_hyperparameters and fresh.features == shipped.features
+    # the shipped file is what the command writes from the committed corpus
+    assert fresh.meta["families"] == shipped.meta["families"]
+    assert fresh.coef == pytest.approx(shipped.coef, rel=1e-6)
+    assert main(["fit-predictor", "--corpus", "-o", str(tmp_path / "no" / "such.json")]) == 2
