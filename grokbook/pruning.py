@@ -189,7 +189,7 @@ class StagedGrokkingPruner(optuna.pruners.BasePruner):
         values = trial.intermediate_values
         if not values:
             return False
-        last = max(values)
+        last = next(reversed(values))  # the newest report, in O(1): called at every step
         if not math.isfinite(values[last]):
             self._pruned.add(key)
             return True
