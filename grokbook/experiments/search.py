@@ -100,22 +100,15 @@ def replay_search(runs: Sequence, pruner: optuna.pruners.BasePruner, report: str
         run = by_hash.get(config.hash())
         if run is None:
             raise ValueError(f"trial {trial.number} asks for a run that was not given: {config}")
-        if report == "staged":
-            evaluated = dict(zip(np.asarray(run.val_steps).tolist(), np.asarray(run.val_acc, dtype=float).tolist()))
-            for step, v in enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist()):
-                if step in evaluated:
-                    report_validation(trial, step, evaluated[step])
-                trial.report(v, step)
-                if trial.should_prune():
-                    steps[trial.number], pruned[trial.number] = step + 1, True
-                    raise optuna.TrialPruned()
-            value[trial.number] = float(run.val_acc[-1])
-            return value[trial.number]
-        if report == "train_loss":
-            points = enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist())
-        else:
+        if report == "val_acc":
             points = zip(np.asarray(run.val_steps).tolist(), np.asarray(run.val_acc, dtype=float).tolist())
+        else:
+            points = enumerate(np.asarray(run.metrics["train_loss"], dtype=float).tolist())
+        evaluated = (dict(zip(np.asarray(run.val_steps).tolist(), np.asarray(run.val_acc, dtype=float).tolist()))
+                     if report == "staged" else {})
         for step, v in points:
+            if step in evaluated:
+                report_validation(trial, step, evaluated[step])
             trial.report(v, step)
             if trial.should_prune():
                 steps[trial.number], pruned[trial.number] = step + 1, True
