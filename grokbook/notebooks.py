@@ -657,6 +657,29 @@ def _kernel_manager(log: Path) -> type:
 
 
 @contextlib.contextmanager
+def _papermill_log_to(log: Path) -> Any:
+    """Send the records of papermill's logger (and nbclient's, which logs through it) to the
+    file ``log`` while a chapter runs, instead of Python's last-resort handler on stderr:
+    nbclient logs "Kernel died while waiting for execute reply." when Ctrl-C stops the
+    kernel before the command has printed its one line, and a kernel that dies on its own
+    reaches the user as the chapter's error (``DeadKernelError``) in any case."""
+    import logging
+
+    logger = logging.getLogger("papermill")
+    handler = logging.FileHandler(log, delay=True)
+    handler.setLevel(logging.WARNING)
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+        handler.close()
+
+
+@contextlib.contextmanager
 def _relay(path: Path, every_s: float = 0.2) -> Any:
     """Copy the lines appended to ``path`` to stderr as they come (every ``every_s``
     seconds) while the block runs, and the last ones when it ends."""
@@ -722,7 +745,8 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
     While it runs, the kernel's notices of the runs it needs and of their training
     (``GROKBOOK_PROGRESS``, see :mod:`grokbook.sweeping`) and the run store's warnings
     (``grokbook: warning: ...``, one line each) are copied to stderr, with a bar across
-    the cells when stderr is a terminal.
+    the cells when stderr is a terminal. With ``log_output`` the cells' own stdout and
+    stderr are streamed to this process's as they come, besides being kept in the notebook.
 
     The run store logs every run it gives the kernel (``GROKBOOK_RUNS_LOG``); if the
     chapter succeeds, the distinct runs of the default store (``$GROKBOOK_HOME``) with
@@ -759,10 +783,13 @@ def run_chapter(name: str, values: Optional[dict[str, Any]] = None, *, profile: 
             # notices of the runs to train and of training (a file: the notebook stays clean),
             # and where to log the runs the chapter uses
             with settings.overriding(GROKBOOK_SCHEDULER=scheduler or None, GROKBOOK_SHOW_FIGURES="1",
-                          GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices):
+                          GROKBOOK_PROGRESS=str(notices), GROKBOOK_RUNS_LOG=str(used)), _relay(notices), \
+                    _papermill_log_to(Path(tmp) / "papermill.log"):
                 papermill.execute_notebook(str(src), str(running), parameters=params, cwd=str(chapter.path.parent),
                                            kernel_name="python3", progress_bar=sys.stderr.isatty(),
-                                           log_output=log_output, extra_arguments=KERNEL_ARGUMENTS,
+                                           stdout_file=sys.stdout if log_output else None,
+                                           stderr_file=sys.stderr if log_output else None,
+                                           extra_arguments=KERNEL_ARGUMENTS,
                                            kernel_manager_class=_kernel_manager(Path(tmp) / "kernel.log"))
             used_lines = used.read_text().splitlines() if used.exists() else []
     except BaseException as err:

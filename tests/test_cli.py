@@ -508,6 +508,26 @@ def test_a_real_ctrl_c_during_training_prints_one_line(tmp_path):
     assert not (tmp_path / "out.ipynb").exists()
 
 
+def test_papermill_s_log_goes_to_a_file_while_a_chapter_runs(tmp_path, capsys):
+    """nbclient's "Kernel died while waiting for execute reply." (logged when Ctrl-C stops
+    the kernel) must not reach the terminal as a second line: the log holds it."""
+    import logging
+
+    from grokbook.notebooks import _papermill_log_to
+
+    with _papermill_log_to(tmp_path / "papermill.log"):
+        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "papermill.log").read_text() == "Kernel died while waiting for execute reply.\n"
+    assert logging.getLogger("papermill").handlers == [] and logging.getLogger("papermill").propagate
+
+
+def test_verbose_streams_the_cells_output(tmp_path, capfd):
+    assert main(["run", "grokking", "--profile", "smoke", "-v", "-o", str(tmp_path / "g.ipynb")]) == 0
+    out = capfd.readouterr().out
+    assert "parameters, trained in" in out and "wrote " in out, out  # the first: printed by chapter 1
+
+
 def _falling_curves(tmp_path, n=500):
     """Three curves falling two decades over their first 200 steps, noisy: long enough
     for the corpus predictor's 400-step window, with a scale-free time unit."""
