@@ -128,10 +128,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _fit_predictor(args: argparse.Namespace) -> int:
-    out = Path(args.output or ("corpus_predictor_hp.json" if args.corpus else "default_predictor.json"))
+    if args.hyperparameters and args.book_sweep:
+        raise InputError("--hyperparameters fits on the corpus; the book sweep's predictor reads the loss only")
+    default = ("book_sweep_predictor.json" if args.book_sweep else
+               "corpus_predictor_hp.json" if args.hyperparameters else "corpus_predictor.json")
+    out = Path(args.output or default)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a directory")
-    if args.corpus:
+    if args.book_sweep:
+        from .experiments.book_grid import fit_default
+
+        predictor = fit_default()
+    else:
         from .experiments import leaderboard as lb
         from .predict import HYPERPARAMETERS
         from .transfer import TRANSFER
@@ -140,11 +148,7 @@ def _fit_predictor(args: argparse.Namespace) -> int:
             frame = lb.read_corpus()
         except ValueError as err:
             raise InputError(str(err)) from None
-        predictor = lb.fit_corpus(frame, TRANSFER + HYPERPARAMETERS, lb.WINDOW)
-    else:
-        from .experiments.book_grid import fit_default
-
-        predictor = fit_default()
+        predictor = lb.fit_corpus(frame, TRANSFER + (HYPERPARAMETERS if args.hyperparameters else ()), lb.WINDOW)
     predictor.save(out)
     print(f"wrote {out}: {predictor.meta['runs']} runs, coefficients "
           + ", ".join(f"{k} {c:+.4f}" for k, c in zip(predictor.features, predictor.coef)))
@@ -398,7 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "default: the ones naming a training loss (containing 'loss' and 'train', else 'loss' "
                          "and no held-out word such as 'val')")
     predict.add_argument("--model", metavar="FILE", help="a predictor saved as JSON (default: the one shipped, "
-                         "fitted on the book's sweep)")
+                         "fitted on every family of the corpus of runs, data/corpus/)")
     predict.add_argument("--lr", type=float, metavar="LR", help="the runs' learning rate; with --weight-decay and "
                          "--r, scores with the predictor that also reads the hyperparameters (fitted on the corpus "
                          "of runs, data/corpus/)")
@@ -406,13 +410,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     predict.add_argument("--r", type=float, metavar="R", help="the runs' train fraction, in (0, 1)")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
     predict.set_defaults(func=_predict)
-    fit = sub.add_parser("fit-predictor", help="regenerate the default predictor from the book's sweep "
-                         "(trains the sweep's 420 runs if the store lacks them: about 20 min on 2 cores)")
-    fit.add_argument("--corpus", action="store_true", help="instead: the predictor that also reads the "
-                     "hyperparameters (the scale-free features and lr, weight decay, r), fitted on every family "
-                     "of the corpus in data/corpus/ (nothing trained; seconds)")
-    fit.add_argument("-o", "--output", help="where to write it (default default_predictor.json, or "
-                     "corpus_predictor_hp.json with --corpus)")
+    fit = sub.add_parser("fit-predictor", help="regenerate a shipped predictor: by default the one from the "
+                         "loss curve alone, fitted on every family of the corpus in data/corpus/ (nothing trained; "
+                         "seconds)")
+    fit.add_argument("--hyperparameters", action="store_true", help="the one that also reads the "
+                     "hyperparameters (lr, weight decay, r), fitted on the same corpus")
+    fit.add_argument("--book-sweep", action="store_true", help="instead: the book sweep's predictor (chapter 9's "
+                     "sweep of the book's model; trains its 420 runs if the store lacks them: about 20 min on 2 "
+                     "cores)")
+    fit.add_argument("-o", "--output", help="where to write it (default corpus_predictor.json, "
+                     "corpus_predictor_hp.json with --hyperparameters, book_sweep_predictor.json with --book-sweep)")
     fit.set_defaults(func=_fit_predictor)
     export = sub.add_parser("export", help="write stored runs as CSV or Parquet: those a chapter used when last "
                             "run by `grokbook run`, or one run by its hash")

@@ -386,12 +386,16 @@ def config_id(run, ignore: Optional[Sequence[str]] = ("seed", "data_seed")) -> s
 #: the run reaches 100% validation accuracy within its budget, late or not.
 POSITIVE = ("groks", "generalizes")
 _FORMAT = "grokbook.GrokPredictor/1"
-#: Where the default predictor ships (package data).
-DEFAULT_PATH = Path(__file__).with_name("default_predictor.json")
+#: Where the default predictor ships (package data): the scale-free set
+#: (:data:`~grokbook.transfer.TRANSFER`) of the first 400 steps, fitted on every family of
+#: the corpus of runs (``data/corpus/``, :func:`grokbook.experiments.leaderboard.fit_corpus`).
+DEFAULT_PATH = Path(__file__).with_name("corpus_predictor.json")
 #: Where the predictor that also reads the hyperparameters ships: the scale-free set and
-#: the :data:`HYPERPARAMETERS`, fitted on the corpus of runs (``data/corpus/``,
-#: :func:`grokbook.experiments.leaderboard.fit_corpus`).
+#: the :data:`HYPERPARAMETERS`, fitted on the same corpus.
 DEFAULT_HP_PATH = Path(__file__).with_name("corpus_predictor_hp.json")
+#: Where the book sweep's predictor ships: :data:`LOSS_ONLY` of the first 200 steps,
+#: fitted on chapter 9's sweep of the book's model alone (the default until the corpus).
+BOOK_SWEEP_PATH = Path(__file__).with_name("book_sweep_predictor.json")
 
 
 def _as_curves(curves) -> list[np.ndarray]:
@@ -816,8 +820,18 @@ class GrokPredictor:
 
     @classmethod
     def default(cls, with_hyperparameters: bool = False) -> "GrokPredictor":
-        """The predictor shipped with the package: :meth:`fit_runs` on
-        :func:`~grokbook.experiments.book_grid.book_sweep` with the defaults (``grokbook
-        fit-predictor`` regenerates it); ``with_hyperparameters``: the one that also reads
-        the hyperparameters, fitted on the corpus (``grokbook fit-predictor --corpus``)."""
+        """The predictor shipped with the package, fitted on every family of the corpus of
+        runs: from the loss curve alone (``grokbook fit-predictor --corpus`` regenerates
+        it), or with ``with_hyperparameters`` the one that also reads the learning rate,
+        weight decay and train fraction (``grokbook fit-predictor --corpus
+        --hyperparameters``). Chapter 12 scores both feature sets held out by family."""
         return cls.load(DEFAULT_HP_PATH if with_hyperparameters else DEFAULT_PATH)
+
+    @classmethod
+    def book_sweep(cls) -> "GrokPredictor":
+        """The predictor fitted on chapter 9's sweep of the book's model alone:
+        :meth:`fit_runs` on :func:`~grokbook.experiments.book_grid.book_sweep` with the
+        defaults (``grokbook fit-predictor --book-sweep`` regenerates it). In family for
+        that model (chapter 11's search prunes with it); off it, chapter 12 measures it
+        near chance."""
+        return cls.load(BOOK_SWEEP_PATH)

@@ -39,8 +39,9 @@ class GrokkingPruner(optuna.pruners.BasePruner):
     trials the predictor does not expect to generalize; never prune before (except a
     diverged trial), and never after a trial was kept.
 
-    ``predictor``: default :meth:`GrokPredictor.default` (fitted on the book's sweep:
-    choose or fit one for your task); ``threshold``: the probability below which a trial
+    ``predictor``: default :meth:`GrokPredictor.default` (the scale-free features of 400
+    steps, fitted on the corpus of runs; a predictor fitted on your own task's runs does
+    better, as :meth:`GrokPredictor.book_sweep` does on the book's model); ``threshold``: the probability below which a trial
     is pruned, default the predictor's own (it keeps 90% of the positives it was fitted
     on); ``budget``: the steps a trial trains when it is not pruned, if known: a budget
     shorter than the window is warned about at once.

@@ -294,9 +294,9 @@ def test_run_device_reaches_the_kernel_through_the_environment(monkeypatch, caps
 
 def _write_curves(tmp_path):
     """The same three curves as NPY (columns), CSV (header) and JSON (an object): falling
-    from about log 31 like the book's runs, so that the shipped predictor scores them."""
+    from about log 31 like the book's runs, long enough for the shipped predictor's window."""
     rng = np.random.default_rng(0)
-    curves = 3.4 * np.exp(-np.linspace(0, 6, 240))[:, None] * (1 + 0.1 * rng.random((240, 3)))
+    curves = 3.4 * np.exp(-np.linspace(0, 6, 480))[:, None] * (1 + 0.1 * rng.random((480, 3)))
     np.save(tmp_path / "c.npy", curves)
     (tmp_path / "c.csv").write_text("a,b,c\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in curves))
     (tmp_path / "c.json").write_text(json.dumps({k: curves[:, j].tolist() for j, k in enumerate("abc")}))
@@ -312,14 +312,14 @@ def test_predict_reads_npy_csv_and_json_alike(tmp_path, capsys):
         assert main(["predict", "--json", str(tmp_path / name)]) == 0
         results = json.loads(capsys.readouterr().out)
         assert [r["probability"] for r in results] == pytest.approx(expected, abs=1e-12)
-        assert all(r["window"] == 200 and set(r["features"]) for r in results)
+        assert all(r["window"] == 400 and set(r["features"]) for r in results)
     assert main(["predict", str(tmp_path / "c.csv")]) == 0
     out = capsys.readouterr().out
-    assert "a: P = " in out and "first 200 steps" in out and "log_paper_energy" in out
+    assert "a: P = " in out and "first 400 steps" in out and "fall_16" in out
 
 
 @pytest.mark.parametrize("content, name, message", [
-    ("[1.0, 2.0, 3.0]", "short.json", "3 steps, fewer than the window of 200"),
+    ("[1.0, 2.0, 3.0]", "short.json", "3 steps, fewer than the window of 400"),
     ("{broken", "bad.json", "cannot read"),
     ("x", "curve.txt.gz", "unknown format"),
     ("a,b\n1,oops\n", "words.csv", "not a list of numbers"),
@@ -332,7 +332,7 @@ def test_predict_errors_are_one_line_and_exit_2(content, name, message, tmp_path
 
 
 def test_predict_calls_a_nan_in_the_window_diverged_and_exits_1(tmp_path, capsys):
-    (tmp_path / "nan.json").write_text(json.dumps([1.0] * 10 + [None] + [1.0] * 300).replace("null", "NaN"))
+    (tmp_path / "nan.json").write_text(json.dumps([1.0] * 10 + [None] + [1.0] * 400).replace("null", "NaN"))
     assert main(["predict", "--json", str(tmp_path / "nan.json")]) == 1
     (result,) = json.loads(capsys.readouterr().out)
     assert result["verdict"] == "diverged" and result["probability"] is None and "step 10" in result["reason"]
@@ -575,14 +575,19 @@ def test_predict_a_model_that_reads_no_hyperparameters_ignores_them_and_says_so(
     assert "give --lr, --weight-decay and --r" in capsys.readouterr().err
 
 
-def test_fit_predictor_corpus_refits_the_shipped_hyperparameter_predictor(tmp_path, capsys):
+@pytest.mark.parametrize("with_hp", [False, True], ids=["loss alone", "with hyperparameters"])
+def test_fit_predictor_refits_the_shipped_corpus_predictors(with_hp, tmp_path, capsys):
     from grokbook.predict import GrokPredictor
+    from grokbook.transfer import TRANSFER
 
-    out = tmp_path / "hp.json"
-    assert main(["fit-predictor", "--corpus", "-o", str(out)]) == 0
-    fresh, shipped = GrokPredictor.load(out), GrokPredictor.default(with_hyperparameters=True)
-    assert fresh.needs_hyperparameters and fresh.features == shipped.features
+    out = tmp_path / "p.json"
+    flag = ["--hyperparameters"] if with_hp else []
+    assert main(["fit-predictor", *flag, "-o", str(out)]) == 0
+    fresh, shipped = GrokPredictor.load(out), GrokPredictor.default(with_hyperparameters=with_hp)
+    assert fresh.needs_hyperparameters == with_hp and fresh.features[:len(TRANSFER)] == TRANSFER
     # the shipped file is what the command writes from the committed corpus
-    assert fresh.meta["families"] == shipped.meta["families"]
+    assert fresh.features == shipped.features and fresh.meta["families"] == shipped.meta["families"]
     assert fresh.coef == pytest.approx(shipped.coef, rel=1e-6)
-    assert main(["fit-predictor", "--corpus", "-o", str(tmp_path / "no" / "such.json")]) == 2
+    assert fresh.meta["command"] == shipped.meta["command"] == "grokbook fit-predictor" + " --hyperparameters" * with_hp
+    assert main(["fit-predictor", *flag, "-o", str(tmp_path / "no" / "such.json")]) == 2
+    assert main(["fit-predictor", "--hyperparameters", "--book-sweep"]) == 2

@@ -9,6 +9,7 @@ import pytest
 
 from grokbook.notebooks import ChapterError, get_chapter, load_profile
 from grokbook.cli import main
+from grokbook.predict import BOOK_SWEEP_PATH
 
 
 def test_an_integer_written_in_exponent_form_is_an_integer():
@@ -46,8 +47,8 @@ def test_a_malformed_profile_is_one_line_and_exit_2(text, message, tmp_path, cap
 
 
 def test_a_curve_that_cannot_be_scored_is_null_in_json_and_exits_1(tmp_path, capsys):
-    (tmp_path / "zeros.json").write_text(json.dumps({"zeros": [0.0] * 300}))
-    code = main(["predict", "--json", str(tmp_path / "zeros.json")])
+    (tmp_path / "zeros.json").write_text(json.dumps({"zeros": [0.0] * 400}))
+    code = main(["predict", "--json", str(tmp_path / "zeros.json")])  # the corpus predictor, window 400
     out = capsys.readouterr().out
     results = json.loads(out)   # valid JSON: no NaN
     assert "NaN" not in out and results[0]["probability"] is None and code == 1
@@ -61,6 +62,7 @@ def _falling(start, fall, seed, steps=300):
 
 
 def test_predict_gives_a_verdict_and_reason_per_curve_and_exits_1_if_any_is_not_scored(tmp_path, capsys):
+    """With the book sweep's predictor (200 steps, the paper's energy among its features)."""
     diverged = _falling(3.4, 3, 1)
     diverged[40] = np.nan
     curves = {"good": _falling(3.4, 3, 1), "flat": np.full(300, 3.85),
@@ -68,7 +70,7 @@ def test_predict_gives_a_verdict_and_reason_per_curve_and_exits_1_if_any_is_not_
               "diverged": diverged, "zeros": np.zeros(300), "far": _falling(np.log(97), 1, 0)}
     path = tmp_path / "curves.json"
     path.write_text(json.dumps({k: v.tolist() for k, v in curves.items()}))
-    code = main(["predict", "--json", str(path)])
+    code = main(["predict", "--json", "--model", str(BOOK_SWEEP_PATH), str(path)])
     out = capsys.readouterr().out
     results = {r["curve"].removeprefix(f"{path}:"): r for r in json.loads(out)}
     assert code == 1 and "NaN" not in out
@@ -79,7 +81,7 @@ def test_predict_gives_a_verdict_and_reason_per_curve_and_exits_1_if_any_is_not_
     assert all(r["probability"] is None and r["predicted"] is None for k, r in results.items() if k != "good")
     assert "at step 40" in results["diverged"]["reason"] and "log_paper_energy" in results["far"]["reason"]
     assert "not positive" in results["zeros"]["reason"] and "has not fallen" in results["flat"]["reason"]
-    assert main(["predict", str(path)]) == 1
+    assert main(["predict", "--model", str(BOOK_SWEEP_PATH), str(path)]) == 1
     text = capsys.readouterr().out
     assert f"{path}:good: P = " in text and "predicted yes" in text
     assert f"{path}:flat: not scored: never fits" in text and f"{path}:diverged: not scored: diverged" in text
@@ -88,10 +90,30 @@ def test_predict_gives_a_verdict_and_reason_per_curve_and_exits_1_if_any_is_not_
 
 def test_predict_exits_0_when_every_curve_is_scored(tmp_path, capsys):
     path = tmp_path / "runs.csv"
-    path.write_text("step,loss\n" + "\n".join(f"{s},{v}" for s, v in enumerate(_falling(3.4, 3, 2))))
+    path.write_text("step,loss\n" + "\n".join(f"{s},{v}" for s, v in enumerate(_falling(3.4, 3, 2, steps=500))))
     assert main(["predict", "--json", str(path)]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert r["curve"] == f"{path}:loss" and r["verdict"] in ("yes", "no") and r["probability"] is not None
+
+
+def test_the_default_corpus_predictor_scores_a_falling_curve_and_says_why_it_cannot_score_others(tmp_path, capsys):
+    """The shipped predictor reads the scale-free set of 400 steps: a curve that falls two
+    decades is scored; a flat one never fits; one that falls less than 0.3 decades in the
+    window has no scale-free time unit and is undetermined; one too short is refused."""
+    curves = {"falls": 3.4 * np.exp(-np.linspace(0, 4.6, 500)) * (1 + 0.05 * np.random.default_rng(0).random(500)),
+              "flat": np.full(500, 3.4), "slow": 3.4 * np.exp(-np.linspace(0, 0.5, 500))}
+    path = tmp_path / "curves.json"
+    path.write_text(json.dumps({k: v.tolist() for k, v in curves.items()}))
+    code = main(["predict", "--json", str(path)])
+    results = {r["curve"].removeprefix(f"{path}:"): r for r in json.loads(capsys.readouterr().out)}
+    assert code == 1 and {k: r["verdict"] for k, r in results.items()} == {
+        "falls": "yes" if results["falls"]["predicted"] else "no", "flat": "never fits", "slow": "undetermined"}
+    assert results["falls"]["window"] == 400 and set(results["falls"]["features"]) == {
+        "fall_4", "fall_16", "rise_max", "up_share", "slope_late"}
+    assert "0.3 decades" in results["slow"]["reason"], results["slow"]["reason"]
+    (tmp_path / "short.json").write_text(json.dumps({"short": curves["falls"][:300].tolist()}))
+    assert main(["predict", str(tmp_path / "short.json")]) == 2
+    assert "fewer than the window" in capsys.readouterr().err
 
 
 # --- pre-flight: every value checked before a kernel starts --------------------------------

@@ -13,7 +13,7 @@ import pytest
 from grokbook.cli import main
 from grokbook.trainer import METRICS
 from grokbook.curves_io import CurveError, loss_names, on_unit_steps, read_curves
-from grokbook.predict import GrokPredictor
+from grokbook.predict import BOOK_SWEEP_PATH, GrokPredictor
 
 
 def _loss(steps=300, seed=0, start=3.4):
@@ -22,12 +22,13 @@ def _loss(steps=300, seed=0, start=3.4):
 
 
 def _predict_json(capsys, *args):
-    code = main(["predict", "--json", *map(str, args)])
+    # the book sweep's predictor (a 200-step window): these tests are about reading files
+    code = main(["predict", "--json", "--model", str(BOOK_SWEEP_PATH), *map(str, args)])
     return code, json.loads(capsys.readouterr().out)
 
 
 def _expected(curve):
-    return GrokPredictor.default().assess(curve)[0]
+    return GrokPredictor.book_sweep().assess(curve)[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_save_load_round_trip_and_malformed_files(tmp_path):
 
 
 def test_predict_proba_takes_one_curve_a_matrix_or_curves_of_any_length():
-    pred = GrokPredictor.default()
+    pred = GrokPredictor.book_sweep()
     rng = np.random.default_rng(3)
     curves = np.exp(-np.linspace(0, 5, 300))[None] * (1 + 0.05 * rng.random((3, 300)))
     p = pred.predict_proba(curves)
@@ -130,8 +130,8 @@ def test_book_sweep_is_the_chapters_default_sweep():
     assert len({c.hash() for c in book_sweep()}) == 420
 
 
-def test_default_predictor_is_regenerated_from_its_table_and_its_runs():
-    pred = GrokPredictor.default()
+def test_the_book_sweep_predictor_is_regenerated_from_its_table_and_its_runs():
+    pred = GrokPredictor.book_sweep()
     t = pred.training
     assert pred.meta["runs"] == len(t["y"]) == len(book_sweep())
     assert {RunConfig.from_dict(c).hash() for c in t["configs"]} == {c.hash() for c in book_sweep()}
@@ -170,7 +170,7 @@ def _falling(start=3.4, fall=3.0, steps=300, seed=0):
                                    np.log(97) + 1e-3 * np.random.default_rng(1).standard_normal(300)],  # lr 1e-5
                          ids=["flat 3.85", "near log(97), like lr 1e-5"])
 def test_a_curve_whose_loss_has_not_fallen_never_fits(curve):
-    pred = GrokPredictor.default()
+    pred = GrokPredictor.book_sweep()
     a = pred.assess(curve)[0]
     assert a.verdict == "never fits" and a.probability is None and not a.scored
     assert "ratio 1.00" in a.reason and "never fits at 0.9" in a.reason
@@ -180,7 +180,7 @@ def test_a_curve_whose_loss_has_not_fallen_never_fits(curve):
 def test_the_never_fits_rule_is_the_named_ratio():
     from grokbook.predict import FIT_CHECK_FRACTION, NEVER_FITS_RATIO
 
-    pred = dataclasses.replace(GrokPredictor.default(), feature_stats=None)
+    pred = dataclasses.replace(GrokPredictor.book_sweep(), feature_stats=None)
     n, k = pred.window, int(pred.window * FIT_CHECK_FRACTION)
     for ratio, never in [(NEVER_FITS_RATIO + 0.01, True), (NEVER_FITS_RATIO - 0.01, False)]:
         curve = np.r_[np.linspace(2.0, 2.0 * ratio, n - k), np.full(k + 100, 2.0 * ratio)]
@@ -189,14 +189,14 @@ def test_the_never_fits_rule_is_the_named_ratio():
 
 
 def test_zeros_are_undetermined_not_nan():
-    a = GrokPredictor.default().assess(np.zeros(300))[0]
+    a = GrokPredictor.book_sweep().assess(np.zeros(300))[0]
     assert a.verdict == "undetermined" and a.probability is None
     assert "not positive" in a.reason and "nan" not in a.reason.lower()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_nan_or_inf_in_the_window_is_diverged(bad):
-    pred = GrokPredictor.default()
+    pred = GrokPredictor.book_sweep()
     curve = _falling()
     curve[57] = bad
     a = pred.assess(curve)[0]
@@ -207,7 +207,7 @@ def test_a_nan_or_inf_in_the_window_is_diverged(bad):
 
 
 def test_a_feature_far_outside_the_fitted_range_is_undetermined_and_named():
-    pred = GrokPredictor.default()
+    pred = GrokPredictor.book_sweep()
     lo, hi = pred.feature_stats["min"], pred.feature_stats["max"]
     j = pred.features.index("log_paper_energy")
     a = pred.assess(_falling(start=np.log(97), fall=1.0))[0]  # a vocabulary of 97: a higher loss than any fitted run
@@ -226,7 +226,7 @@ def test_a_feature_far_outside_the_fitted_range_is_undetermined_and_named():
 
 
 def test_assess_without_feature_stats_scores_and_says_the_range_was_not_checked():
-    pred = dataclasses.replace(GrokPredictor.default(), feature_stats=None)
+    pred = dataclasses.replace(GrokPredictor.book_sweep(), feature_stats=None)
     a = pred.assess(_falling(start=np.log(97), fall=1.0))[0]
     assert a.verdict in ("yes", "no") and "ranges were not checked" in a.reason
     with pytest.raises(ValueError, match="curve 1: the curve has 100 steps, fewer than the window"):

@@ -67,8 +67,8 @@ def test_the_walkthrough_runs_with_its_own_model():
     code = blocks()
     exec(code["model"], ns)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # 220 steps: the budget covers the window, no warning
-        exec(smaller(code["study"], steps=220, trials=2), ns)
+        warnings.simplefilter("error")  # 420 steps: the budget covers the window, no warning
+        exec(smaller(code["study"], steps=420, trials=2), ns)
     study, pruner = ns["study"], ns["pruner"]
     assert len(study.trials) == 2
     for t in study.trials:
@@ -76,19 +76,19 @@ def test_the_walkthrough_runs_with_its_own_model():
         assert min(t.intermediate_values) == 0
         assert pruner.assessment(t) is not None  # the window was reported: the trial was judged
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert 0 <= t.value <= 1 and len(t.intermediate_values) == 220
+            assert 0 <= t.value <= 1 and len(t.intermediate_values) == 420
 
 
 def test_a_diverged_trial_is_pruned_at_its_nan_and_the_others_are_judged(tmp_path, monkeypatch):
-    window, nan_at = 200, 37
-    diverging = falling(260, 0)
+    window, nan_at = 400, 37  # the default predictor's window
+    diverging = falling(460, 0)
     diverging[nan_at:] = math.nan
-    never_fits = np.full(260, 4.6)
-    stand_in = StandIn([diverging, never_fits, falling(260, 1), falling(260, 2)])
+    never_fits = np.full(460, 4.6)
+    stand_in = StandIn([diverging, never_fits, falling(460, 1), falling(460, 2)])
     ns = {"make_model": stand_in.make_model, "train_step": stand_in.train_step,
           "validation_accuracy": stand_in.validation_accuracy}
     code = blocks()
-    exec(smaller(code["study"], steps=260, trials=4), ns)
+    exec(smaller(code["study"], steps=460, trials=4), ns)
     study, pruner = ns["study"], ns["pruner"]
     assert pruner.predictor.window == window
     t0, t1 = study.trials[0], study.trials[1]
@@ -100,22 +100,23 @@ def test_a_diverged_trial_is_pruned_at_its_nan_and_the_others_are_judged(tmp_pat
     for t in study.trials[2:]:  # judged once the window was in: pruned there, or trained to the end
         last = max(t.intermediate_values)
         assert (t.state, last) in ((optuna.trial.TrialState.PRUNED, window - 1),
-                                   (optuna.trial.TrialState.COMPLETE, 259))
+                                   (optuna.trial.TrialState.COMPLETE, 459))
 
     # step 7: a predictor fitted on "your" past curves, saved and loaded into the pruner
-    ns["losses"] = [falling(window, s) * (0.2 if s % 2 else 1.0) for s in range(12)]
+    own = 200  # the README fits its own predictor on 200 steps
+    ns["losses"] = [falling(own, s) * (0.2 if s % 2 else 1.0) for s in range(12)]
     ns["generalized"] = np.array([s % 2 == 1 for s in range(12)])
     monkeypatch.chdir(tmp_path)
     exec(code["predictor"], ns)
     assert (tmp_path / "my_predictor.json").is_file()
-    assert ns["pruner"].predictor.window == window and ns["pruner"].predictor.features == ns["LOSS_ONLY"]
+    assert ns["pruner"].predictor.window == own and ns["pruner"].predictor.features == ns["LOSS_ONLY"]
 
 
 def test_a_budget_shorter_than_the_window_is_warned_about():
     stand_in = StandIn([falling(100, 0)])
     ns = {"make_model": stand_in.make_model, "train_step": stand_in.train_step,
           "validation_accuracy": stand_in.validation_accuracy}
-    with pytest.warns(UserWarning, match="shorter than the predictor's window of 200"):
+    with pytest.warns(UserWarning, match="shorter than the predictor's window of 400"):
         exec(smaller(blocks()["study"], steps=100, trials=1), ns)
     (t,) = ns["study"].trials
     assert t.state == optuna.trial.TrialState.COMPLETE and ns["pruner"].assessment(t) is None  # never judged

@@ -30,4 +30,4 @@ def fit_default(store=None) -> GrokPredictor:
     store if missing; about 20 minutes on a 2-core CPU) and :meth:`GrokPredictor.fit_runs`."""
     return GrokPredictor.fit_runs(sweep(book_sweep(), store=store),
                                   meta={"fitted_on": "grokbook.experiments.book_grid.book_sweep()",
-                                        "command": "grokbook fit-predictor", "model": BOOK_MODEL})
+                                        "command": "grokbook fit-predictor --book-sweep", "model": BOOK_MODEL})

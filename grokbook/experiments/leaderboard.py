@@ -355,7 +355,11 @@ def fit_corpus(frame: Any, features: Sequence[str], window: int = 400, *, recall
     ok = np.isfinite(table[list(features)].to_numpy(np.float64)).all(axis=1)
     t = table[ok]
     counts = t.groupby("family").size()
+    from ..predict import HYPERPARAMETERS
+
+    reads_hp = bool(set(features) & set(HYPERPARAMETERS))
     meta = dict(source="the corpus (data/corpus/), grokbook.experiments.leaderboard.fit_corpus",
+                command="grokbook fit-predictor" + (" --hyperparameters" if reads_hp else ""),
                 families={f: int(n) for f, n in counts.items()}, runs=int(ok.sum()), left_out=int((~ok).sum()),
                 hashes=frame.loc[ok, "hash"].astype(str).tolist())
     label = "generalizes within its budget (validation accuracy 99%: outcome groks or generalizes)"
