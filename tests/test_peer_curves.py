@@ -1,0 +1,67 @@
+"""benchmarks/peer_curves.py: the peer's training loop (danielmamay/grokking, rewritten)
+trains, resumes, and writes records that the leaderboard's functions read."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grokbook.experiments.leaderboard import feature_table
+from grokbook.experiments.records import read_records
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_curves.py"
+
+
+@pytest.fixture(scope="module")
+def peer():
+    spec = importlib.util.spec_from_file_location("peer_curves", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_grid_is_fixed_and_seed_major(peer):
+    grid = peer.configs()
+    assert len(grid) == 48 and len({peer.config_hash(c) for c in grid}) == 48
+    assert [c["seed"] for c in grid] == [0] * 24 + [1] * 24
+    assert {c["p"] for c in grid} == {31} and {c["steps"] for c in grid} == {2000}
+
+
+def test_the_peer_model_is_causal_and_gives_the_last_position(peer):
+    """The blocks are causal (position 0 ignores a change of a later token) and the
+    logits are the last position's, which see every token."""
+    torch.manual_seed(0)
+    model = peer.PeerTransformer(7, 2, 16, 4).eval()
+    x = torch.tensor([[1, 8, 2, 7]])
+    out = model(x)
+    assert out.shape == (1, 9)
+    h = model.tokens(x) + model.positions(torch.arange(4))[None]
+    first = model.blocks(h.transpose(0, 1))[0]
+    x2 = x.clone()
+    x2[0, 2] = 5
+    h2 = model.tokens(x2) + model.positions(torch.arange(4))[None]
+    assert torch.allclose(model.blocks(h2.transpose(0, 1))[0], first)  # position 0 sees only itself
+    assert not torch.allclose(model(x2), out)                           # the last sees every token
+
+
+def test_tiny_runs_are_recorded_resumed_and_read_by_the_leaderboard(tmp_path):
+    out = tmp_path / "peer"
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    frame = read_records(out)
+    assert len(frame) == 2 and set(frame["family"]) == {"peer_tiny"}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert "2 recorded, 0 to train" in again.stdout
+    for _, r in frame.iterrows():
+        assert len(r["window"]) == 60 and np.isfinite(r["window"]).all()
+        assert r["val_steps"][-1] == 60 and r["command"].startswith("python benchmarks/peer_curves.py")
+        # t4 is the first validation (an epoch's end) at 99%
+        reached = np.asarray(r["val_acc"]) >= 0.99
+        assert r["event"] == bool(reached.any())
+    table = feature_table(frame, 40)
+    assert len(table) == 2 and {"fall_4", "log_lr", "positive"} <= set(table.columns)
