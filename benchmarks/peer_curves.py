@@ -1,37 +1,12 @@
-"""Loss curves from another public trainer (issue 34, part 2): danielmamay/grokking's
-training loop, which nobody here has tuned, run over a small grid at p 31; one compact
-record per run in ``data/peer/peer_p31/``, in the corpus's schema, so that chapter 12
-scores the shipped predictors on it with the corpus's own functions.
+"""Loss curves from another public trainer (issue 34, part 2): the grid of
+:mod:`grokbook.experiments.peer` (danielmamay/grokking's loop and model, rewritten in our
+own words) trained at p 31, one compact record per run in ``data/peer/peer_p31/``, in
+the corpus's schema, which chapter 12 scores the shipped predictors on.
 
-**The trainer** is written here in our own words from what the peer's published code
-does (commit 3cec83d: ``grokking/model.py``, ``data.py``, ``training.py``), not copied,
-and nothing in it comes from grokbook's training path:
+    python benchmarks/peer_curves.py [--threads 1] [--limit N] [--shard K/N] [--out data/peer/peer_p31] [--tiny]
 
-- the model: token and position embeddings (p + 2 tokens, 5 positions), ``n_layers``
-  post-norm decoder blocks (``torch.nn.MultiheadAttention`` with a causal mask, then a
-  residual and a LayerNorm; a 4x GELU MLP, then a residual and a LayerNorm), a final
-  LayerNorm and a linear head; the logits of the last position;
-- the data: every pair ``x op y =`` with its label, split at random into
-  ``int(r * p^2)`` training and the rest validation pairs;
-- the optimiser: AdamW (betas 0.9 / 0.98), a linear warm-up from 0.1 of the learning
-  rate over 9 scheduler steps; shuffled minibatches of ``min(512, ceil(p^2 / 2))``, so a
-  train fraction above 0.5 at p 31 gives two minibatches an epoch;
-- evaluation of the validation set after every epoch, as the peer does; the training
-  loss and accuracy logged are those of each minibatch.
-
-One departure: the peer's label for ``x+y`` at that commit is ``x + y`` without the
-modulus (labels up to 2p - 2 against p + 2 output tokens); here it is ``(x + y) mod p``,
-modular addition as everywhere else in the book.
-
-**The grid** (fixed before any run): the peer's defaults (2 blocks, 4 heads, batch 512,
-learning rate 1e-3, weight decay 1) at p 31 and width 64 (its width 128 trains at under
-a third of the speed on this CPU), crossed with learning rates {1e-3, 3e-3}, weight
-decays {0, 0.3, 1, 3} and train fractions {0.3, 0.5, 0.7}, two seeds (each sets
-initialisation, split and shuffling), 2000 steps: 48 runs. The
-outcome is the corpus's: generalizes (validation accuracy 99%, at an epoch's end) within
-the budget, grokking when t4 >= 5 t2 (t2 from the minibatch training accuracy).
-
-    python benchmarks/peer_curves.py [--threads 1] [--limit N] [--out data/peer/peer_p31] [--tiny]
+``--shard K/N`` trains the runs whose place in the grid is K modulo N: N processes, one a
+core, share the grid without training a run twice.
 
 Resumable: a run whose record exists is skipped; each finished run is written as
 ``<out>/<hash>.parquet``, and the directory is merged into ``peer_p31.parquet`` once
@@ -42,157 +17,38 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import itertools
-import json
-import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
-from grokbook.experiments.records import N_POINTS, WINDOW, compact, downsample_index, read_records, write_record
-from grokbook.experiments.thresholds import AUTHORS
-from grokbook.phases import outcome, phase_times
-
-FAMILY = "peer_p31"
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "data" / "peer" / FAMILY
-BASE = dict(task="add", p=31, n_layers=2, d_model=64, n_heads=4, batch_size=512, steps=2000)
-LRS = (1e-3, 3e-3)
-WEIGHT_DECAYS = (0.0, 0.3, 1.0, 3.0)
-RS = (0.3, 0.5, 0.7)
-SEEDS = (0, 1)
-TINY = dict(BASE, p=7, d_model=32, steps=60)
-
-
-class PeerBlock(nn.Module):
-    """A post-norm decoder block: causal self-attention, residual, LayerNorm; a 4x GELU
-    MLP, residual, LayerNorm. Input and output ``(seq, batch, d)``."""
-
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(d, heads)
-        self.attn_norm = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.mlp_norm = nn.LayerNorm(d)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        n = h.shape[0]
-        mask = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
-        h = self.attn_norm(h + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0])
-        return self.mlp_norm(h + self.mlp(h))
-
-
-class PeerTransformer(nn.Module):
-    """Embeddings of ``p + 2`` tokens and 5 positions, the blocks, a LayerNorm and the
-    head; ``forward((batch, 4) tokens)`` gives the last position's ``(batch, p + 2)``
-    logits."""
-
-    def __init__(self, p: int, n_layers: int, d: int, heads: int) -> None:
-        super().__init__()
-        self.tokens, self.positions = nn.Embedding(p + 2, d), nn.Embedding(5, d)
-        self.blocks = nn.Sequential(*[PeerBlock(d, heads) for _ in range(n_layers)])
-        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, p + 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.tokens(x) + self.positions(torch.arange(x.shape[1]))[None]
-        return self.out(self.blocks(h.transpose(0, 1)))[-1]
-
-
-def configs(base: dict = BASE) -> list[dict]:
-    """The grid, seed-major (every configuration of seed 0 first)."""
-    return [dict(base, lr=lr, weight_decay=wd, r=r, seed=s)
-            for s in SEEDS for lr in LRS for wd in WEIGHT_DECAYS for r in RS]
-
-
-def config_hash(cfg: dict) -> str:
-    """16 hex digits of the SHA-256 of the configuration's sorted JSON."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def train(cfg: dict) -> dict:
-    """Train one configuration with the peer's loop; the record (corpus schema: the
-    columns :func:`grokbook.experiments.leaderboard.feature_table` reads)."""
-    p, steps, seed = cfg["p"], cfg["steps"], cfg["seed"]
-    torch.manual_seed(seed)
-    x, y = torch.cartesian_prod(torch.arange(p), torch.arange(p)).T
-    inputs = torch.stack([x, torch.full_like(x, p + 1), y, torch.full_like(x, p)], dim=1)  # x op y =
-    labels = (x + y) % p
-    split = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    n_train = int(cfg["r"] * len(labels))
-    tr, va = split[:n_train], split[n_train:]
-    batch = min(cfg["batch_size"], math.ceil(len(labels) / 2))
-    model = PeerTransformer(p, cfg["n_layers"], cfg["d_model"], cfg["n_heads"])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
-    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=9)
-    shuffle = torch.Generator().manual_seed(seed + 1)
-    loss_fn = nn.CrossEntropyLoss()
-    losses, accs, norms, val_steps, val_acc, val_loss = [], [], [], [], [], []
-    start = time.perf_counter()
-    while len(losses) < steps:
-        order = tr[torch.randperm(n_train, generator=shuffle)]
-        for k in range(0, n_train, batch):
-            idx = order[k:k + batch]
-            logits = model(inputs[idx])
-            loss = loss_fn(logits, labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            warm.step()
-            losses.append(loss.item())
-            accs.append((logits.argmax(-1) == labels[idx]).float().mean().item())
-            with torch.no_grad():
-                norms.append(torch.linalg.vector_norm(torch.cat([w.reshape(-1) for w in model.parameters()])).item())
-            if len(losses) == steps:
-                break
-        with torch.no_grad():  # after each epoch, as the peer evaluates
-            logits = model(inputs[va])
-            val_steps.append(len(losses))
-            val_acc.append((logits.argmax(-1) == labels[va]).float().mean().item())
-            val_loss.append(loss_fn(logits, labels[va]).item())
-    loss, acc, norm = map(np.asarray, (losses, accs, norms))
-    times = phase_times(np.arange(1, steps + 1), acc, val_acc, val_steps=val_steps,
-                        leave=AUTHORS.leave, reach=AUTHORS.reach)
-    diverged = not np.isfinite(loss).all()
-    i, j = downsample_index(steps, N_POINTS), downsample_index(len(val_steps), N_POINTS)
-    rec = {"family": FAMILY if cfg["p"] == BASE["p"] else "peer_tiny", "hash": config_hash(cfg), **cfg,
-           "data_seed": cfg["seed"], "trainer": "danielmamay/grokking 3cec83d, rewritten (benchmarks/peer_curves.py)",
-           "window": loss[:WINDOW].astype(np.float32), "window_acc": acc[:WINDOW].astype(np.float32),
-           "window_norm": norm[:WINDOW].astype(np.float32),
-           "curve_steps": i.astype(np.int32), "train_loss": loss[i].astype(np.float32),
-           "train_acc": acc[i].astype(np.float32), "weight_norm": norm[i].astype(np.float32),
-           "val_steps": np.asarray(val_steps, np.int32)[j], "val_acc": np.asarray(val_acc, np.float32)[j],
-           "val_loss": np.asarray(val_loss, np.float32)[j]}
-    for k in ("t1", "t2", "t3", "t4"):
-        rec[k] = getattr(times, k)
-    rec["outcome"] = outcome(times, AUTHORS.delay, diverged)
-    rec["event"] = times.t4 is not None
-    rec["time"] = int(times.t4 if times.t4 is not None else steps)
-    rec["final_train_acc"], rec["final_val_acc"] = float(acc[-1]), float(val_acc[-1])
-    rec["steps_done"], rec["wall_time_s"] = steps, time.perf_counter() - start
-    return rec
+from grokbook.experiments.peer import DATA, FAMILY, TINY, config_hash, configs, train
+from grokbook.experiments.records import compact, read_records, write_record
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="train at most N runs, then stop")
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(DATA))
     ap.add_argument("--tiny", action="store_true", help="two runs of 60 steps at p 7 (the test)")
+    ap.add_argument("--shard", default="0/1", metavar="K/N", help="train only the runs whose place in the grid "
+                    "is K modulo N (default 0/1: all)")
     args = ap.parse_args()
+    k, n_shards = map(int, args.shard.split("/"))
+    if not 0 <= k < n_shards:
+        ap.error(f"--shard {args.shard}: K must be in 0 .. N-1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     grid = configs(TINY)[:2] if args.tiny else configs()
     done = set(read_records(out)["hash"]) if out.is_dir() and any(out.glob("*.parquet")) else set()
-    todo = [c for c in grid if config_hash(c) not in done]
-    print(f"{FAMILY}: {len(grid)} runs in the grid, {len(grid) - len(todo)} recorded, {len(todo)} to train",
-          flush=True)
+    todo = [c for i, c in enumerate(grid) if config_hash(c) not in done and i % n_shards == k]
+    recorded = sum(config_hash(c) in done for c in grid)
+    print(f"{FAMILY}: {len(grid)} runs in the grid, {recorded} recorded, {len(todo)} to train"
+          + (f" in shard {args.shard}" if n_shards > 1 else ""), flush=True)
     extra = dict(command="python benchmarks/peer_curves.py " + " ".join(sys.argv[1:]),
                  date=datetime.date.today().isoformat(), machine=f"{platform.machine()} {platform.processor()}".strip(),
                  threads=args.threads, torch=torch.__version__)

@@ -158,6 +158,24 @@ def test_score_entries_leave_out_runs_with_a_missing_feature_and_score_given_pro
     assert len(by["fall", "a"]["p"]) == len(by["fall", "a"]["y"]) == 29
 
 
+def test_score_entries_on_chosen_families_equals_those_families_rows_and_an_outside_family_is_fitted_on_the_rest():
+    from sklearn.linear_model import LogisticRegression
+
+    tab = planted_table()
+    full = {(r["entry"], r["family"]): r for r in lb.score_entries(tab, {"fall": ("fall_4",)}, n_boot=50)}
+    (only,) = [r for r in lb.score_entries(tab, {"fall": ("fall_4",)}, raw=(), n_boot=50, families=["c"])]
+    assert only["family"] == "c" and only["auc"] == full["fall", "c"]["auc"]
+    assert np.array_equal(only["p"], full["fall", "c"]["p"])
+    # family c scored by a standardized logistic regression fitted on a and b: by hand
+    train, test = tab[tab.family != "c"], tab[tab.family == "c"]
+    x = train[["fall_4"]].to_numpy()
+    m, sd = x.mean(0), x.std(0)
+    model = LogisticRegression(C=1.0).fit((x - m) / sd, train["positive"])
+    assert only["p"] == pytest.approx(model.predict_proba((test[["fall_4"]].to_numpy() - m) / sd)[:, 1])
+    with pytest.raises(ValueError, match="no scorable runs of the families \\['d'\\]"):
+        lb.score_entries(tab, {"fall": ("fall_4",)}, n_boot=10, families=["d"])
+
+
 def _row(entry, family, auc, lo, hi, brier=0.2, base=0.25, n=10):
     return dict(entry=entry, family=family, n=n, n_pos=n // 2, auc=(auc, lo, hi), brier=brier, brier_base=base)
 

@@ -1,7 +1,7 @@
-"""benchmarks/peer_curves.py: the peer's training loop (danielmamay/grokking, rewritten)
-trains, resumes, and writes records that the leaderboard's functions read."""
+"""grokbook.experiments.peer and benchmarks/peer_curves.py: the peer's training loop
+(danielmamay/grokking, rewritten) trains, resumes, and writes records that the
+leaderboard's functions read."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +18,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_curves.py"
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("peer_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from grokbook.experiments import peer
+
+    return peer
 
 
 def test_the_grid_is_fixed_and_seed_major(peer):

@@ -13,6 +13,9 @@
 - :mod:`~grokbook.experiments.search`: chapter 11's search harness (a real Optuna study
   replayed from stored runs);
 - :mod:`~grokbook.experiments.paper`: each chapter's parameters against the paper's;
+- :mod:`~grokbook.experiments.leaderboard`: chapter 12's corpus and its held-out scores;
+  :mod:`~grokbook.experiments.peer`: another public trainer (not grokbook's) whose
+  curves chapter 12 scores the shipped predictors on;
 - :mod:`~grokbook.experiments.parameters`: a chapter's parameters as one dataclass;
 - one module per chapter moved into this layer: :mod:`~grokbook.experiments.valleys`
   (chapter 5), :mod:`~grokbook.experiments.trajectory` (chapter 6),

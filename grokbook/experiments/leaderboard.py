@@ -206,7 +206,7 @@ def _concordance(p: np.ndarray, time: np.ndarray, event: np.ndarray, groups: np.
 
 def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None, *, raw: Sequence[str] = (
         "log_paper_energy",), scored: Optional[dict[str, np.ndarray]] = None, C: float = 1.0,
-                  n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+                  n_boot: int = 1000, seed: int = 0, families: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     """The leaderboard: one row per (entry, held-out family) of the runs of ``table``
     (:func:`feature_table`) whose every feature is finite.
 
@@ -220,7 +220,9 @@ def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None
     outcomes and configurations, ``(n,)`` each), ``auc`` and ``concordance`` (``(estimate,
     low, high)``, 95% cluster bootstrap over the family's configurations; NaN where a
     class is missing), ``brier`` and ``brier_base`` (NaN for raw scores, which are no
-    probabilities)."""
+    probabilities). ``families``: score only these (default every family of ``table``);
+    each is still held out against all the others, so a family that is in no fit (runs
+    of another trainer, say) is scored by entries fitted on the whole rest."""
     from ..predict import bootstrap_ci, roc_auc
 
     entries = dict(ENTRIES if entries is None else entries)
@@ -244,7 +246,11 @@ def score_entries(table: Any, entries: Optional[dict[str, Sequence[str]]] = None
                          brier=brier(p, yt) if prob else float("nan"),
                          brier_base=brier(np.full(len(yt), base), yt) if prob else float("nan")))
 
-    families = sorted(set(fam.tolist()))
+    present = sorted(set(fam.tolist()))
+    if families is None:
+        families = present
+    elif set(families) - set(present):
+        raise ValueError(f"no scorable runs of the families {sorted(set(families) - set(present))}")
     for name, features in entries.items():
         out = family_holdout(t[list(features)].to_numpy(np.float64), y, fam, grp, C=C, n_boot=0)
         for f in families:
