@@ -94,7 +94,13 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             a = predictor.assess(curve.loss, hyper)[0]
         except ValueError as err:
-            raise InputError(f"{curve.name}: {str(err).removeprefix('curve 0: ')}") from None
+            hint = ""
+            if not args.model and hyper is None and "fewer than the window" in str(err):
+                from .predict import BOOK_SWEEP_PATH
+
+                hint = (f" (the book sweep's predictor reads 200 steps, fitted on one model only: "
+                        f"--model {BOOK_SWEEP_PATH})")
+            raise InputError(f"{curve.name}: {str(err).removeprefix('curve 0: ')}{hint}") from None
         notes = [curve.note] if curve.note else []
         if curve.first_step > 1:
             notes.append(f"the first step logged is {curve.first_step}: the window is steps {curve.first_step} to "

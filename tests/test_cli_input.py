@@ -113,7 +113,8 @@ def test_the_default_corpus_predictor_scores_a_falling_curve_and_says_why_it_can
     assert "0.3 decades" in results["slow"]["reason"], results["slow"]["reason"]
     (tmp_path / "short.json").write_text(json.dumps({"short": curves["falls"][:300].tolist()}))
     assert main(["predict", str(tmp_path / "short.json")]) == 2
-    assert "fewer than the window" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fewer than the window of 400" in err and "book_sweep_predictor.json" in err and err.count("\n") == 1
 
 
 # --- pre-flight: every value checked before a kernel starts --------------------------------

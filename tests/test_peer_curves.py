@@ -64,3 +64,20 @@ def test_tiny_runs_are_recorded_resumed_and_read_by_the_leaderboard(tmp_path):
         assert r["event"] == bool(reached.any())
     table = feature_table(frame, 40)
     assert len(table) == 2 and {"fall_4", "log_lr", "positive"} <= set(table.columns)
+
+
+def test_the_live_check_retrains_the_first_steps_and_finds_a_changed_record(peer):
+    import pandas as pd
+
+    cfg = dict(peer.TINY, lr=1e-3, weight_decay=1.0, r=0.5, seed=0)
+    rec = peer.train(cfg)
+    row = pd.DataFrame([rec]).iloc[0]                    # as read back from Parquet
+    assert peer.record_config(row) == cfg
+    check = peer.live_check(row, steps=30)
+    assert check["agrees"] and check["max_rel_diff"] == 0.0  # the first steps do not depend on the budget
+    changed = dict(rec, window=rec["window"] * np.float32(1.001))
+    assert not peer.live_check(changed, steps=30)["agrees"]
+    with pytest.raises(ValueError, match="steps must lie in"):
+        peer.live_check(row, steps=61)
+    with pytest.raises(ValueError, match="hashes to"):
+        peer.record_config(dict(rec, lr=3e-3))

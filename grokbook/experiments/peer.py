@@ -176,3 +176,33 @@ def train(cfg: dict) -> dict:
     rec["final_train_acc"], rec["final_val_acc"] = float(acc[-1]), float(val_acc[-1])
     rec["steps_done"], rec["wall_time_s"] = steps, time.perf_counter() - start
     return rec
+
+
+#: The record columns that make a configuration of :func:`configs`.
+CONFIG_KEYS = tuple(BASE) + ("lr", "weight_decay", "r", "seed")
+
+
+def record_config(record) -> dict:
+    """The configuration of a record (a row of ``read_records`` or a dict of :func:`train`);
+    ValueError when it does not hash to the record's ``hash``."""
+    cfg = {k: (record[k].item() if isinstance(record[k], np.generic) else record[k]) for k in CONFIG_KEYS}
+    if config_hash(cfg) != record["hash"]:
+        raise ValueError(f"the record's configuration hashes to {config_hash(cfg)}, not to its hash {record['hash']}")
+    return cfg
+
+
+def live_check(record, steps: int = 100) -> dict:
+    """Re-train the first ``steps`` steps of a record's configuration here and compare
+    them with the record's early losses: ``{"config", "steps", "max_rel_diff"`` (the
+    largest relative difference), ``"agrees"}`` (within
+    :data:`~grokbook.experiments.records.LIVE_RTOL`). ValueError if the record keeps
+    fewer than ``steps`` early steps."""
+    from .records import LIVE_RTOL
+
+    recorded = np.asarray(record["window"], np.float64)
+    if not 0 < steps <= len(recorded):
+        raise ValueError(f"steps must lie in [1, {len(recorded)}] (the record's window), got {steps}")
+    cfg = record_config(record)
+    live = np.asarray(train(dict(cfg, steps=steps))["window"], np.float64)
+    diff = float(np.max(np.abs(live - recorded[:steps]) / np.maximum(np.abs(recorded[:steps]), 1e-12)))
+    return {"config": cfg, "steps": steps, "max_rel_diff": diff, "agrees": diff <= LIVE_RTOL}
