@@ -350,6 +350,24 @@ def _build(args: argparse.Namespace) -> int:
     return subprocess.run(cmd).returncode
 
 
+#: The loggers that still report on an interrupted chapter's kernel after Ctrl-C: nbclient
+#: (through papermill's logger, or traitlets' by default) logs "Kernel died while waiting
+#: for execute reply.", and asyncio "Task exception was never retrieved" with nbclient's
+#: DeadKernelError when the interrupted cell's task is collected, at exit.
+AFTER_INTERRUPT_LOGGERS = ("papermill", "traitlets", "asyncio")
+
+
+def _silence_after_interrupt() -> None:
+    """Send :data:`AFTER_INTERRUPT_LOGGERS` nowhere: the command is leaving with its one
+    line (exit 130), and what they would add is that the kernel it stopped is gone."""
+    import logging
+
+    for name in AFTER_INTERRUPT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = False
+
+
 def _one_line_warnings(previous: Any) -> Any:
     """A ``warnings.showwarning`` for the command: grokbook's own warnings (the
     store's) as one line on stderr, ``grokbook: warning: ...``, and not again when a
@@ -461,6 +479,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"grokbook: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _silence_after_interrupt()
         where = settings.home() or "the user cache directory"
         print(f"grokbook: interrupted. Finished runs and the checkpoints of runs in training are kept "
               f"in the run store ({where}); the same command resumes from them.", file=sys.stderr)

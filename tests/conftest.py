@@ -15,6 +15,20 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _loggers_restored(monkeypatch):
+    """The command silences some libraries' loggers after Ctrl-C (cli.AFTER_INTERRUPT_LOGGERS);
+    a test that makes it do so in this process leaves them as they were for the next."""
+    import logging
+
+    from grokbook.cli import AFTER_INTERRUPT_LOGGERS
+
+    for name in AFTER_INTERRUPT_LOGGERS:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+
+
 @pytest.fixture
 def tiny() -> RunConfig:
     """A config that trains in well under a second."""

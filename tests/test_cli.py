@@ -515,11 +515,31 @@ def test_papermill_s_log_goes_to_a_file_while_a_chapter_runs(tmp_path, capsys):
 
     from grokbook.notebooks import _papermill_log_to
 
+    logger = logging.getLogger("papermill")
+    before = (list(logger.handlers), logger.propagate)
     with _papermill_log_to(tmp_path / "papermill.log"):
-        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        logger.error("Kernel died while waiting for execute reply.")
     assert capsys.readouterr().err == ""
     assert (tmp_path / "papermill.log").read_text() == "Kernel died while waiting for execute reply.\n"
-    assert logging.getLogger("papermill").handlers == [] and logging.getLogger("papermill").propagate
+    assert (logger.handlers, logger.propagate) == before
+
+
+def test_after_an_interrupt_the_kernel_s_loggers_say_nothing(monkeypatch, capsys):
+    """asyncio's "Task exception was never retrieved" (the interrupted cell's task, collected
+    at exit) and nbclient's "Kernel died" must not follow the command's one line."""
+    import logging
+
+    import grokbook.cli as cli  # conftest restores the loggers after the test
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    assert main(["run", "grokking"]) == 130
+    for name in cli.AFTER_INTERRUPT_LOGGERS:
+        logging.getLogger(name).error("Task exception was never retrieved")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("grokbook: interrupted."), err
 
 
 def test_verbose_streams_the_cells_output(tmp_path, capfd):
