@@ -821,10 +821,9 @@ class GrokPredictor:
     @classmethod
     def default(cls, with_hyperparameters: bool = False) -> "GrokPredictor":
         """The predictor shipped with the package, fitted on every family of the corpus of
-        runs: from the loss curve alone (``grokbook fit-predictor --corpus`` regenerates
-        it), or with ``with_hyperparameters`` the one that also reads the learning rate,
-        weight decay and train fraction (``grokbook fit-predictor --corpus
-        --hyperparameters``). Chapter 12 scores both feature sets held out by family."""
+        runs: from the loss curve alone (``grokbook fit-predictor`` regenerates it), or
+        with ``with_hyperparameters`` the one that also reads the learning rate, weight
+        decay and train fraction (``grokbook fit-predictor --hyperparameters``). Chapter 12 scores both feature sets held out by family."""
         return cls.load(DEFAULT_HP_PATH if with_hyperparameters else DEFAULT_PATH)
 
     @classmethod

@@ -244,3 +244,10 @@ def test_paired_gain_against_a_baseline():
     assert all(lo > 0.2 for _, lo, _ in better.values())
     with pytest.raises(ValueError, match="no rows"):
         lb.paired_gain(rows, "fall", "absent")
+
+
+def test_gain_verdict_every_branch():
+    assert lb.gain_verdict((0.05, 0.01, 0.1)) == "adds: +0.050 [+0.010, +0.100]"
+    assert lb.gain_verdict((0.05, 0.0, 0.1)) == "does not add: +0.050 [+0.000, +0.100]"  # 0 is not above 0
+    assert lb.gain_verdict((-0.044, -0.177, 0.073)) == "does not add: -0.044 [-0.177, +0.073]"
+    assert lb.gain_verdict((float("nan"),) * 3) == "not testable: one outcome"

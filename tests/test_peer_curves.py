@@ -81,3 +81,24 @@ def test_the_live_check_retrains_the_first_steps_and_finds_a_changed_record(peer
         peer.live_check(row, steps=61)
     with pytest.raises(ValueError, match="hashes to"):
         peer.record_config(dict(rec, lr=3e-3))
+
+
+def test_live_check_text_every_branch(peer):
+    c = dict(lr=1e-3, weight_decay=3.0, r=0.3, seed=1)
+    run = "The first 100 steps of one of these runs (lr 0.001, weight decay 3, r 0.3, seed 1) were re-trained"
+    same = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=0.0, agrees=True))
+    assert same.startswith(run) and same.endswith("they equal the record's bit for bit.")
+    near = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=6e-7, agrees=True))
+    assert near.endswith("they equal the record's within 6e-07 (relative).")
+    off = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=0.02, agrees=False))
+    assert "differ from the record's by up to 2.0e-02" in off and "does not reproduce" in off
+    assert peer.live_check_text(None) == "No run was re-trained (live_steps 0)."
+
+
+def test_max_rel_diff_by_hand():
+    from grokbook.experiments.records import max_rel_diff
+
+    assert max_rel_diff([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert max_rel_diff([1.1, 2.0], [1.0, 2.5]) == pytest.approx(0.2)  # |2 - 2.5| / 2.5
+    assert max_rel_diff([1e-13], [0.0]) == pytest.approx(0.1)          # denominator floored at 1e-12
+    assert max_rel_diff([1.0], [1.0, 2.0]) == float("inf")

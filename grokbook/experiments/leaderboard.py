@@ -373,6 +373,17 @@ def fit_corpus(frame: Any, features: Sequence[str], window: int = 400, *, recall
                              window, "taper:0.02", recall=recall, C=C, label=label, meta=meta)
 
 
+def gain_verdict(gain: tuple[float, float, float]) -> str:
+    """Whether an early signal adds to its baseline on one family, from that family's
+    :func:`paired_gain` ``(estimate, low, high)``: ``"adds: ..."`` when the interval lies
+    above 0, ``"does not add: ..."`` otherwise, ``"not testable: one outcome"`` when the
+    family holds one outcome (NaN)."""
+    est, lo, hi = gain
+    if not math.isfinite(est):
+        return "not testable: one outcome"
+    return ("adds" if lo > 0 else "does not add") + f": {est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
 def paired_gain(rows: Sequence[dict[str, Any]], entry: str, baseline: str, *, n_boot: int = 1000,
                 seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """Per family, ``AUC(entry) - AUC(baseline)`` on the same runs (rows of

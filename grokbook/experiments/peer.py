@@ -41,6 +41,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -197,12 +198,24 @@ def live_check(record, steps: int = 100) -> dict:
     largest relative difference), ``"agrees"}`` (within
     :data:`~grokbook.experiments.records.LIVE_RTOL`). ValueError if the record keeps
     fewer than ``steps`` early steps."""
-    from .records import LIVE_RTOL
+    from .records import LIVE_RTOL, max_rel_diff
 
     recorded = np.asarray(record["window"], np.float64)
     if not 0 < steps <= len(recorded):
         raise ValueError(f"steps must lie in [1, {len(recorded)}] (the record's window), got {steps}")
     cfg = record_config(record)
-    live = np.asarray(train(dict(cfg, steps=steps))["window"], np.float64)
-    diff = float(np.max(np.abs(live - recorded[:steps]) / np.maximum(np.abs(recorded[:steps]), 1e-12)))
+    diff = max_rel_diff(train(dict(cfg, steps=steps))["window"], recorded[:steps])
     return {"config": cfg, "steps": steps, "max_rel_diff": diff, "agrees": diff <= LIVE_RTOL}
+
+
+def live_check_text(check: Optional[dict]) -> str:
+    """A sentence on :func:`live_check` for a chapter's prose (None: no run re-trained)."""
+    if check is None:
+        return "No run was re-trained (live_steps 0)."
+    c, diff = check["config"], check["max_rel_diff"]
+    what = (f"The first {check['steps']} steps of one of these runs (lr {c['lr']:g}, weight decay "
+            f"{c['weight_decay']:g}, r {c['r']:g}, seed {c['seed']}) were re-trained in this execution: ")
+    if check["agrees"]:
+        return what + "they equal the record's " + ("bit for bit" if diff == 0 else f"within {diff:.0e} (relative)") + "."
+    return (what + f"they differ from the record's by up to {diff:.1e} (relative): this machine or torch does "
+            "not reproduce the records, which the numbers here are.")

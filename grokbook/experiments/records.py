@@ -216,6 +216,15 @@ def live_config(frame: Any, configs: Sequence[RunConfig]) -> RunConfig:
 LIVE_RTOL = 1e-5
 
 
+def max_rel_diff(live: Sequence[float], recorded: Sequence[float]) -> float:
+    """The largest ``|live - recorded| / |recorded|`` (the denominator at least 1e-12) over
+    two curves of one length; infinite when their lengths differ."""
+    a, b = np.asarray(live, np.float64), np.asarray(recorded, np.float64)
+    if len(a) != len(b):
+        return float("inf")
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+
+
 def live_check(frame: Any, config: RunConfig, store: Any = None) -> dict[str, Any]:
     """Re-train ``config`` through ``store`` and compare it with its row of ``frame``:
     ``{"config", "max_rel_diff"`` (largest relative difference over the recorded early
@@ -234,8 +243,7 @@ def live_check(frame: Any, config: RunConfig, store: Any = None) -> dict[str, An
     trained = config not in store
     (run,) = sweep([config], store=store)
     live = run_record(run, "live", window=len(rec.window))
-    a, b = np.asarray(live["window"], np.float64), np.asarray(rec.window, np.float64)
-    diff = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))) if len(a) == len(b) else float("inf")
+    diff = max_rel_diff(live["window"], rec.window)
     same_final = bool(np.isclose(live["final_val_acc"], rec.final_val_acc, rtol=0, atol=1e-6))
     return {"config": config, "max_rel_diff": diff, "live_final": live["final_val_acc"],
             "recorded_final": float(rec.final_val_acc), "live_outcome": live["outcome"],
