@@ -16,6 +16,8 @@
 - :mod:`~grokbook.experiments.leaderboard`: chapter 12's corpus and its held-out scores;
   :mod:`~grokbook.experiments.peer`: another public trainer (not grokbook's) whose
   curves chapter 12 scores the shipped predictors on;
+  :mod:`~grokbook.experiments.sharpness`: the Hessian's extremes at the end of each corpus
+  run's early window, measured offline on a replay (``data/sharpness/``);
 - :mod:`~grokbook.experiments.parameters`: a chapter's parameters as one dataclass;
 - one module per chapter moved into this layer: :mod:`~grokbook.experiments.valleys`
   (chapter 5), :mod:`~grokbook.experiments.trajectory` (chapter 6),

@@ -113,6 +113,16 @@ ENTRIES: dict[str, tuple[str, ...]] = {
     "scale-free set + hyperparameters": TRANSFER + HYPERPARAMETERS,
 }
 
+#: The entries of early sharpness: ``log_lambda_max``, ``log10`` of the Hessian's largest
+#: eigenvalue at the window's end, which no record keeps: measured offline on a replay of
+#: each run (:mod:`grokbook.experiments.sharpness`) and joined to a :func:`feature_table`
+#: by :func:`~grokbook.experiments.sharpness.with_sharpness`. Alone, and with the
+#: hyperparameters (what it adds to them, as for the early curve).
+SHARPNESS_ENTRIES: dict[str, tuple[str, ...]] = {
+    "early sharpness": ("log_lambda_max",),
+    "early sharpness + hyperparameters": ("log_lambda_max",) + HYPERPARAMETERS,
+}
+
 
 def steps_to_level(loss: Sequence[float], n: int, level: float = LEVEL) -> float:
     """``log10(t + 1)`` for the first step ``t < n`` whose training loss (raw, ``(T,)``,
@@ -382,6 +392,18 @@ def gain_verdict(gain: tuple[float, float, float]) -> str:
     if not math.isfinite(est):
         return "not testable: one outcome"
     return ("adds" if lo > 0 else "does not add") + f": {est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def gain_summary(gain: dict[str, tuple[float, float, float]]) -> str:
+    """On how many families an early signal adds to its baseline, from
+    :func:`paired_gain`'s ``{family: (estimate, low, high)}``: ``"on 2 of 8 families
+    (a, b)"`` (interval above 0), ``"on none of the 8 families"``; families with one
+    outcome (NaN) are not counted."""
+    testable = {f: v for f, v in gain.items() if math.isfinite(v[0])}
+    adds = [f for f, (_, lo, _) in testable.items() if lo > 0]
+    if not adds:
+        return f"on none of the {len(testable)} families"
+    return f"on {len(adds)} of {len(testable)} families ({', '.join(adds)})"
 
 
 def paired_gain(rows: Sequence[dict[str, Any]], entry: str, baseline: str, *, n_boot: int = 1000,
