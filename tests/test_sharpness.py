@@ -135,3 +135,17 @@ def test_the_committed_measurements_are_of_corpus_runs_with_their_provenance():
             assert r["family"] == family and r["step"] == sh.STEP and r["examples"] > 0
             assert r["command"].startswith("python benchmarks/early_sharpness.py") and r["date"] and r["machine"]
             assert math.isnan(r["lambda_max"]) or r["lambda_max"] >= r["lambda_min"]
+
+
+def test_live_check_agrees_with_its_own_measurement_and_not_with_a_changed_one(runs):
+    rec = run_record(runs[1], "tiny", window=WINDOW)
+    (measured,) = sh.measure(pd.DataFrame([rec]), step=WINDOW - 1, tol=1e-4)
+    good = sh.live_check(rec, measured)
+    assert good["agrees"] and good["rel_diff"] <= sh.LIVE_RTOL and good["recorded"] == measured["lambda_max"]
+    assert "agrees with its record" in sh.live_check_text(good)
+    bad = sh.live_check(rec, dict(measured, lambda_max=measured["lambda_max"] * 1.01))
+    assert not bad["agrees"] and bad["rel_diff"] == pytest.approx(0.01 / 1.01, rel=1e-6)
+    assert "does NOT agree" in sh.live_check_text(bad)
+    assert sh.live_check_text(None) == "No run was re-measured in this build."
+    with pytest.raises(ValueError, match="different runs"):
+        sh.live_check(rec, dict(measured, hash="other"))

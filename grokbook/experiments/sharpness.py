@@ -190,3 +190,35 @@ def coverage(frame: Any, sharpness: Any) -> dict[str, tuple[int, int]]:
     ``lambda_max`` in ``sharpness`` and all its runs."""
     ok = {h for h, v in zip(sharpness["hash"], sharpness["lambda_max"].astype(float)) if math.isfinite(v)}
     return {f: (int(g["hash"].isin(ok).sum()), len(g)) for f, g in frame.groupby("family", sort=False)}
+
+
+#: The live check's tolerance: a measurement repeated on the same weights agrees to
+#: rounding (the replay and the Lanczos run are deterministic on the CPU).
+LIVE_RTOL = 1e-6
+
+
+def live_check(record: Any, recorded: dict[str, Any]) -> dict[str, Any]:
+    """Re-measure one run's early sharpness in the build: replay ``record`` (a corpus
+    record) to ``recorded["step"]`` and measure at ``recorded["tol"]``, against
+    ``recorded`` (its row of :func:`read_family`). Returns ``hash``, ``family``,
+    ``recorded`` and ``measured`` (lambda_max), ``rel_diff`` (their relative difference)
+    and ``agrees`` (at most :data:`LIVE_RTOL`)."""
+    import pandas as pd
+
+    if record["hash"] != recorded["hash"]:
+        raise ValueError(f"the record {record['hash']} and the measurement {recorded['hash']} are of different runs")
+    (row,) = measure(pd.DataFrame([record]), step=int(recorded["step"]), tol=float(recorded["tol"]), batch=1)
+    want, got = float(recorded["lambda_max"]), float(row["lambda_max"])
+    diff = abs(got - want) / abs(want) if want else float("inf")
+    return dict(hash=record["hash"], family=record["family"], recorded=want, measured=got, rel_diff=diff,
+                agrees=bool(diff <= LIVE_RTOL))
+
+
+def live_check_text(check: Optional[dict[str, Any]]) -> str:
+    """One sentence on :func:`live_check`'s result (``None``: none was made)."""
+    if check is None:
+        return "No run was re-measured in this build."
+    word = "agrees with" if check["agrees"] else "does NOT agree with"
+    return (f"Re-measured in this build, the run {check['hash']} of {check['family']} gives lambda_max "
+            f"{check['measured']:.6g} against {check['recorded']:.6g} recorded (relative difference "
+            f"{check['rel_diff']:.1e}): the measurement {word} its record.")
