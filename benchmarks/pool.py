@@ -42,7 +42,11 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
   default ``--parts``);
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
-  that the build replays one of them (not part of the default ``--parts``).
+  that the build replays one of them (not part of the default ``--parts``);
+- ``starts`` (every chapter that reads the pool, ``data/pool/starts.csv``): the first
+  ``records.START_STEPS`` training losses of every configuration above, against which a
+  chapter checks that a seed it re-trains is the recorded run
+  (:func:`grokbook.experiments.records.start_check`; not part of the default ``--parts``).
 
 Each file is rewritten atomically after each seed, and a seed already in it is skipped,
 so the script resumes.
@@ -273,6 +277,29 @@ def digits(store, out) -> None:
                 "digits")
 
 
+def starts(out) -> None:
+    """The reference starts of every configuration of the pool (``starts.csv``): the
+    fresh seeds, their controls, the maps, the interventions' arms (their clip levels
+    read from the recorded rows), the long Adam runs, the LU and digits runs and the
+    registered seeds. Ten steps each: seconds, no store."""
+    from grokbook.experiments.records import write_starts
+
+    fresh = replicates([CONFIG], SEEDS)
+    configs = fresh + [c.replace(**eh.MATCHED_CHANGE) for c in fresh] + replicates([CONFIG], (0, 1, 2))
+    configs += replicates([CONFIG.replace(r=f) for f in ev.MAP_FRACTIONS], [0])
+    configs += replicates([CONFIG.replace(optimizer="adam", weight_decay=0.0, **esl.ADAM_LONG)], esl.ADAM_LONG_SEEDS)
+    configs += [c for _, c in elu.transformer_configs(CONFIG, (0, 1, 2))]
+    configs += [c for c0 in replicates([DIGITS], elu.DIGITS_SEEDS) for c in (c0, c0.replace(init_scale=1.0))]
+    rows = ei.read_pool(out / ei.POOL_FILE.name)
+    for config in fresh:
+        levels = recorded_levels(rows, config)
+        if levels is not None:
+            configs += [c for _, c in ei.arm_configs(config, levels)]
+    configs = list({c.hash(): c for c in configs}.values())
+    path = write_starts(configs, out / "starts.csv")
+    print(f"starts: {len(configs)} configurations in {path}", flush=True)
+
+
 #: part -> (module (its POOL_SETTINGS), chapter, file, read, write, measure(run, times) -> rows)
 PARTS = {"hessian": (eh, "07_hessian", eh.POOL_FILE, eh.read_pool, eh.write_pool, measure_hessian),
          "valleys": (ev, "05_valleys", ev.POOL_FILE, ev.read_pool, ev.write_pool, measure_valleys),
@@ -285,14 +312,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS),
                     choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "adam_long", "lu",
-                                           "digits"],  # the latter: `own` in the loop below
+                                           "digits", "starts"],  # the latter: `own` in the loop below
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
                          "of the fresh seeds and their matched controls; slingshot: chapter 3's interventions "
                          "on the fresh seeds; adam_long: chapter 3's Adam without weight decay at 5x the steps; "
                          "lu: chapter 8's elimination on chapter 1's transformer; digits: "
-                         "chapter 8's digits induction on more seeds")
+                         "chapter 8's digits induction on more seeds; starts: the first training losses of every "
+                         "configuration of the pool, the reference of the chapters' live checks")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=eh.POOL_FILE.parent, help="directory of the tables")
@@ -302,7 +330,8 @@ def main() -> None:
     own = {"registered": lambda: registered(store, args.out), "slingshot": lambda: slingshot(store, args.out, args.seeds),
            "adam_long": lambda: adam_long(store, args.out), "lu": lambda: lu(store, args.out),
            "digits": lambda: digits(store, args.out), "lazy": lambda: lazy(store, args.out, args.seeds),
-           "maps": lambda: maps(store, args.out), "controls": lambda: controls(store, args.out, args.seeds)}
+           "maps": lambda: maps(store, args.out), "controls": lambda: controls(store, args.out, args.seeds),
+           "starts": lambda: starts(args.out)}
     for part in args.parts:
         if part in own:
             own[part]()

@@ -162,6 +162,11 @@ def test_versus_paper_explains_every_difference_of_the_defaults():
         versus_paper("grokking", values, {k: v for k, v in reasons.items() if k != "p"})
     with pytest.raises(ChapterError, match="reasons given for optimizer"):
         versus_paper("grokking", values, {**reasons, "optimizer": "not a paper parameter here"})
+    # a chapter whose loop variable takes a parameter's name (r, a row of a table) is caught, not tabulated
+    with pytest.raises(ChapterError, match="r is dict .* rebound the parameter's name"):
+        versus_paper("grokking", {**values, "r": {"seed": 100, "barrier": 0.3}}, reasons)
+    with pytest.raises(ChapterError, match="layer_norm is int"):
+        versus_paper("grokking", {**values, "layer_norm": 1}, reasons)
 
 
 def test_versus_paper_marks_values_set_for_this_execution():

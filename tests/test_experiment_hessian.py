@@ -211,7 +211,7 @@ def test_live_check_agrees_with_a_true_record_and_not_with_a_changed_one(tiny_ru
     assert not bad["agrees"] and bad["max_diff"] == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_magnitude_test_counts_seeds_and_trusts_only_an_agreeing_live_check():
+def test_magnitude_test_counts_seeds_and_trusts_only_a_seed_that_starts_as_recorded():
     rows = []
     for seed, (spike, quiet, matched) in enumerate([([1.0, 0.5], [0.01], [0.1]), ([0.8], [0.02], [0.05]),
                                                      ([0.9, 0.7], [0.005], [0.2]), ([0.5], [], [0.1])]):
@@ -221,9 +221,9 @@ def test_magnitude_test_counts_seeds_and_trusts_only_an_agreeing_live_check():
                                                             3: "fewer than two spikes after t2"}
     want = np.mean([math.log10(0.75 / 0.01), math.log10(0.8 / 0.005)])
     assert got["quiet"][0] == pytest.approx(want) and got["verdict"].word == "reproduced"
-    assert eh.magnitude_test(rows, 5.0, live=dict(n=3, max_diff=1e-9, agrees=True))["verdict"].word == "reproduced"
-    bad = eh.magnitude_test(rows, 5.0, live=dict(n=3, max_diff=1e-3, agrees=False))["verdict"]
-    assert bad.word == "not testable" and "differ from its record" in bad.reason
+    assert eh.magnitude_test(rows, 5.0, live=dict(max_rel_diff=2e-7, agrees=True))["verdict"].word == "reproduced"
+    bad = eh.magnitude_test(rows, 5.0, live=dict(max_rel_diff=1e-2, agrees=False))["verdict"]
+    assert bad.word == "not testable" and "does not start as its record" in bad.reason
     assert eh.magnitude_test(rows[:6], 5.0)["verdict"].word == "not testable"  # one seed only
 
 
@@ -392,3 +392,20 @@ def test_matched_record_round_trip(tmp_path):
                lmin=-0.5, lmax=20.0)
     assert eh.read_matched(eh.write_matched([row], tmp_path / "m.csv")) == [row]
     assert eh.read_matched(tmp_path / "absent.csv") == []
+
+
+def test_sign_separates_and_the_subset_reading():
+    def row(kind, lmin, examples=1104, t4=900, factor=5.0):
+        return dict(kind=kind, lmin=lmin, lmax=100.0, examples=examples, t4=t4, spike_factor=factor)
+
+    # resolved negative at tol 1e-3: |lmin| beyond a few tol x width (about 0.3 here)
+    clean = [row("spike", -50.0), row("spike", -20.0), row("quiet", -0.01), row("matched", -40.0),
+             row("quiet", -30.0, examples=256), row("spike", -40.0, t4=-1), row("quiet", -30.0, factor=3.0)]
+    assert eh.sign_separates(clean, 1104, 5.0, 1e-3)
+    assert not eh.sign_separates(clean + [row("quiet", -25.0)], 1104, 5.0, 1e-3)  # a negative quiet step
+    assert not eh.sign_separates(clean + [row("spike", -0.01)], 1104, 5.0, 1e-3)  # a spike not resolved negative
+    assert not eh.sign_separates(clean, 256, 5.0, 1e-3)  # the subset: its quiet step is negative
+    assert not eh.sign_separates([], 1104, 5.0, 1e-3)
+    assert eh.subset_reading(clean, 1104, 5.0, 1e-3).startswith("So on these runs the registered test's failure")
+    assert eh.subset_reading(clean, None, 5.0, 1e-3).startswith("Whether the registered test's outcome")
+    assert eh.subset_reading(clean + [row("quiet", -25.0)], 1104, 5.0, 1e-3).startswith("Whether")

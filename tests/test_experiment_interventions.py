@@ -113,3 +113,18 @@ def test_measure_on_a_clipped_run(tmp_path):
     assert row["binds"] == pytest.approx(np.mean(g >= level)) and 0 < row["binds"] <= 1
     assert ei.measure(free, PhaseTimes(1, 30, None, None), "free", settings)["binds"] == 0.0
     assert ei.read_pool(ei.write_pool([row], tmp_path / "s.csv")) == [row]
+
+
+def test_effect_text_gives_p_grok_with_wilson_and_t4_whatever_the_verdict():
+    from grokbook.stats import wilson_interval
+    from grokbook.experiments.verdicts import seed_interval
+
+    data = rows("free", [4, 4, 4, 4], [1000, 2000, 1000, 1000]) + rows("grokfast", [4, 4, 4, 4], [2000, -1, 1000, 4000])
+    free, arm = ei.arm_summary(data, "free"), ei.arm_summary(data, "grokfast")
+    text = ei.effect_text(free, arm)
+    lo, hi = wilson_interval(3, 4)
+    est, a, b = seed_interval([np.log10(2), 0.0, np.log10(4)])
+    assert text == (f"P(grok) 3 of 4 ({lo:.2f}-{hi:.2f}) against 4 of 4 ({wilson_interval(4, 4)[0]:.2f}-1.00) free; "
+                    f"log10 t4 over free {est:+.2f} [{a:+.2f}, {b:+.2f}] over 3 seeds that grok in both")
+    none = ei.effect_text(free, ei.arm_summary(rows("free", [1], [1000]) + rows("clip q0.5", [0], [-1]), "clip q0.5"))
+    assert none.startswith("P(grok) 0 of 1 (0.00-") and "not measurable over 0 seeds" in none

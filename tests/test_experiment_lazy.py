@@ -101,3 +101,13 @@ def test_measure_uses_the_runs_own_noise_walk(tmp_path):
     back = el.read_pool(el.write_pool([row], tmp_path / "l.csv"))[0]
     assert back.keys() == row.keys()
     assert all(back[k] == v or (np.isnan(back[k]) and np.isnan(v)) for k, v in row.items())  # NaN: no departures
+
+
+def test_specificity_text_every_branch():
+    all_pass = el.specificity_text([-0.5, -0.1], [0.2, 0.01], "the controls")
+    assert "all 2 are on the claim's side" in all_pass and "not grokking" in all_pass
+    some = el.specificity_text([-0.5, 0.1, -0.2], [0.2, 0.3, -0.1])  # the second is not steadier, the third misses spikes
+    assert some == "the controls: 1 of 3 are on the claim's side of both, so they do not all behave as the grokking runs do"
+    assert el.specificity_text([], []) == "the controls: none to compare with"
+    with pytest.raises(ValueError, match="one value per run"):
+        el.specificity_text([0.1], [0.1, 0.2])

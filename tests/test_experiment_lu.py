@@ -161,3 +161,10 @@ def test_the_pool_is_measured_at_chapter_8s_defaults():
     assert c1["seeds"] == [0, 1, 2]   # the transformer part's seeds and model
     from grokbook.omnigrok import run_config_of
     assert run_config_of(c1) == pool.CONFIG
+
+
+def test_norm_fall_text_every_branch():
+    assert lu.norm_fall_text(30.0, 22.5) == "consistent: the norm falls from 30.0 at t2 to 22.5 at t4 (one run)"
+    assert lu.norm_fall_text(22.5, 30.0).startswith("not observed: the norm does not fall (22.5 at t2, 30.0")
+    assert lu.norm_fall_text(30.0, None) == "not observed: the run did not both memorize and generalize"
+    assert lu.norm_fall_text(None, 30.0) == "not observed: the run did not both memorize and generalize"

@@ -91,8 +91,19 @@ def test_adam_long_rows_and_verdict(tmp_path):
     assert row["t2"] == 20 and row["t4"] == -1 and row["steps"] == 150 and row["lr"] == 0.01
     assert row["loss_spikes"] == spike_count(run.metrics["train_loss"], 20, window=20, spike_factor=5.0)
     assert es.read_adam_long(es.write_adam_long([row], tmp_path / "a.csv")) == [row]
+    last_half = [i for i, t in enumerate(run.val_steps) if t <= 75][-1]  # the last evaluation at or before step 75
+    assert row["half_val"] == float(run.val_acc[last_half]) and row["final_val"] == float(run.val_acc[-1])
     mk = lambda t2, t4: dict(seed=0, lr=0.01, steps=20000, t2=t2, t4=t4, final_val=0.5)
     assert es.adam_long_verdict([mk(50, 9000), mk(50, 12000), mk(50, -1)], 5.0).word == "reproduced"
     v = es.adam_long_verdict([mk(50, 9000), mk(50, -1), mk(50, 200)], 5.0)   # t4 200 < 5 t2: not grokking
     assert v.word == "not reproduced" and "1/3 Adam runs" in v.reason and v.reason.endswith("at this budget")
     assert es.adam_long_verdict([], 5.0).word == "not testable"
+
+
+def test_budget_estimate_extrapolates_the_second_half():
+    row = dict(seed=101, steps=20000, half_val=0.70, final_val=0.85)  # 0.15 over 10,000 steps
+    assert es.budget_estimate(row, 0.99) == ("seed 101: 70% at step 10000, 85% at 20000: at that rate 99% near step "
+                                             "29,333 (1.5x the budget)")
+    flat = es.budget_estimate(dict(row, half_val=0.86), 0.99)
+    assert flat.endswith("no rise over the second half, so no budget can be read off")
+    assert es.budget_estimate(dict(row, final_val=0.995), 0.99) == "seed 101: reached 99%"

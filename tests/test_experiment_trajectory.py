@@ -177,3 +177,12 @@ def test_measure_picture_on_a_run(tmp_path):
     assert row["chord barrier"] == segment(config, x[0], x[-1], 7)["barrier"]
     assert et.measure_picture(run, PhaseTimes(1, 55, None, 58), n_points=7) is None  # one snapshot there
     assert et.read_pictures(et.write_pictures([row], tmp_path / "p.csv")) == [row]
+
+
+def test_picture_specificity_every_branch():
+    assert et.picture_specificity(None, ["going around an obstacle"]).startswith("with no one picture shown")
+    too = et.picture_specificity("going around an obstacle", ["going around an obstacle", None, "crossing a flat region"])
+    assert too == "the controls show it in 1 of 3: it sets grokking apart"  # fewer than half
+    half = et.picture_specificity("going around an obstacle", ["going around an obstacle", None])
+    assert "show it too (1 of 2)" in half and "not of grokking" in half
+    assert et.picture_specificity("crossing a flat region", []) == "no control run to compare with"

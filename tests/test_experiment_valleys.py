@@ -143,3 +143,40 @@ def test_slice_map_is_the_loss_at_each_point_of_each_slice(tmp_path):
     assert np.array_equal(back["train"], m["train"]) and np.array_equal(back["val"], m["val"])
     with pytest.raises(ValueError, match="grid"):
         ev.map_of_rows(rows[:-1], config.hash())
+
+
+class _Well(torch.nn.Module):
+    """One weight theta, output as is: with the loss of :func:`_double_well` the landscape
+    has two basins, at theta = -1 and +1, with a barrier of 1 nat between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(len(x), 1)
+
+
+def _double_well(logits, _y, tilt=0.3):
+    theta = logits[:, 0]
+    return ((theta ** 2 - 1) ** 2 + tilt * theta).mean()  # the tilt is linear: it moves no barrier
+
+
+def test_barrier_on_a_planted_two_basin_landscape():
+    from grokbook.landscape import slice_1d
+
+    x, y = torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)
+    alphas = torch.linspace(0, 1, 21)
+
+    def seg(a, b):
+        loss = slice_1d(_Well(), torch.tensor([a]), torch.tensor([b - a]), alphas, {"train": (x, y)},
+                        loss_fn=_double_well)["train"]["loss"]
+        return ev.barrier(alphas.numpy(), loss)
+
+    # across the two basins: the excess over the chord is (theta^2 - 1)^2, largest (1) at theta = 0
+    assert seg(-1.0, 1.0) == pytest.approx(1.0, abs=1e-6)
+    assert seg(-1.2, 0.8) == pytest.approx(max((t * t - 1) ** 2 - (((-1.2) ** 2 - 1) ** 2 * (0.8 - t) / 2
+                                                                 + (0.8 ** 2 - 1) ** 2 * (t + 1.2) / 2)
+                                               for t in np.linspace(-1.2, 0.8, 21)), abs=1e-6)
+    # within one basin the loss is convex (|theta| > 1/sqrt(3)): no barrier
+    assert seg(0.8, 1.3) == 0.0 and seg(-1.4, -0.7) == 0.0

@@ -248,3 +248,32 @@ def test_between_steps_midpoints():
     assert between_steps([50]).shape == (0,) and between_steps([]).shape == (0,)
     with pytest.raises(ValueError, match="increasing"):
         between_steps([300, 100])
+
+
+class _Quadratic(torch.nn.Module):
+    """A model whose "logits" are its own weights: with the loss 0.5 theta^T A theta the
+    Hessian is A, whatever the inputs."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.randn(n, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(len(x), -1)
+
+
+@pytest.mark.parametrize("lowest", [-3.0, 0.5])  # an indefinite and a positive definite Hessian
+def test_extreme_eigenvalues_of_a_quadratic_with_a_known_hessian(lowest):
+    rng = np.random.default_rng(7)
+    eig = np.r_[lowest, np.linspace(1.0, 4.0, 38), 9.0]  # planted spectrum, 40 weights
+    q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    a = torch.from_numpy(q @ np.diag(eig) @ q.T)
+    model = _Quadratic(40)
+
+    def quadratic(logits, _y):
+        theta = logits[0]
+        return 0.5 * theta @ a @ theta
+
+    x, y = torch.zeros(3, 1), torch.zeros(3, dtype=torch.long)
+    lmin, lmax = extreme_eigenvalues(model, x, y, quadratic, tol=1e-8)
+    assert lmin == pytest.approx(lowest, abs=1e-6) and lmax == pytest.approx(9.0, abs=1e-6)

@@ -75,8 +75,11 @@ def test_the_live_check_retrains_the_first_steps_and_finds_a_changed_record(peer
     assert peer.record_config(row) == cfg
     check = peer.live_check(row, steps=30)
     assert check["agrees"] and check["max_rel_diff"] == 0.0  # the first steps do not depend on the budget
+    assert check["same_start"] and check["start_rel_diff"] == 0.0
     changed = dict(rec, window=rec["window"] * np.float32(1.001))
-    assert not peer.live_check(changed, steps=30)["agrees"]
+    assert not peer.live_check(changed, steps=30)["agrees"] and not peer.live_check(changed, steps=30)["same_start"]
+    late = dict(rec, window=np.r_[rec["window"][:20], rec["window"][20:] * np.float32(1.01)])  # departs at step 20
+    assert (lambda ch: not ch["agrees"] and ch["same_start"])(peer.live_check(late, steps=30))
     with pytest.raises(ValueError, match="steps must lie in"):
         peer.live_check(row, steps=61)
     with pytest.raises(ValueError, match="hashes to"):
@@ -90,8 +93,12 @@ def test_live_check_text_every_branch(peer):
     assert same.startswith(run) and same.endswith("they equal the record's bit for bit.")
     near = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=6e-7, agrees=True))
     assert near.endswith("they equal the record's within 6e-07 (relative).")
-    off = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=0.02, agrees=False))
-    assert "differ from the record's by up to 2.0e-02" in off and "does not reproduce" in off
+    off = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=0.02, agrees=False, start_rel_diff=0.01,
+                                    same_start=False))
+    assert "differ from the record's from the start (up to 2.0e-02" in off and "not the record's" in off
+    drift = peer.live_check_text(dict(config=c, steps=100, max_rel_diff=0.02, agrees=False, start_rel_diff=3e-7,
+                                      same_start=True))
+    assert "they start as the record's" in drift and "rounds differently" in drift
     assert peer.live_check_text(None) == "No run was re-trained (live_steps 0)."
 
 

@@ -30,3 +30,15 @@ def test_per_seed_and_steps_text():
     assert per_seed([50.0, None], ".0f", unit="%") == "50% / not reached"
     assert steps_text(None, 60) == "never (within 60 steps)" and steps_text(12, 60) == "12"
     assert number_text(3.0, ".0f", unit="%") == "3%" and number_text(None, unit="%") == "not measurable"
+
+
+def test_with_never_shows_missing_times_as_never():
+    import pandas as pd
+
+    from grokbook.experiments.prose import with_never
+
+    frame = pd.DataFrame({"t2": [63, 31], "t4": [2795.0, float("nan")], "t4/t2": [44.4, None], "acc": [1.0, 0.031]})
+    shown = with_never(frame, ["t2", "t4", "t4/t2"])
+    assert shown["t4"].tolist() == ["2795", "never"] and shown["t4/t2"].tolist() == ["44.4", "never"]
+    assert shown["t2"].tolist() == ["63", "31"] and shown["acc"].tolist() == [1.0, 0.031]
+    assert frame["t4"].isna().tolist() == [False, True]  # a copy

@@ -137,6 +137,24 @@ def arm_summary(rows: Sequence[dict[str, Any]], arm: str) -> dict[str, Any]:
                 binds=float(np.mean([r["binds"] for r in mine])), t4_ratio=ratio)
 
 
+def effect_text(free: dict[str, Any], arm: dict[str, Any], *, n_boot: int = 2000) -> str:
+    """An intervention's effect on grokking, from two :func:`arm_summary` results, whatever
+    its verdict: the share of its seeds that grok within the budget with its 95% Wilson
+    interval against the free runs', and ``log10`` of t4 over the free run's, the mean over
+    the seeds that grok in both with a 95% bootstrap interval over seeds
+    (:func:`~grokbook.experiments.verdicts.seed_interval`)."""
+    from .prose import estimate_text
+    from .verdicts import seed_interval
+
+    def share(s: dict[str, Any]) -> str:
+        lo, hi = s["wilson"]
+        return f"{s['n_grok']} of {s['n']} ({lo:.2f}-{hi:.2f})"
+
+    ratios = list(arm["t4_ratio"].values())
+    return (f"P(grok) {share(arm)} against {share(free)} free; log10 t4 over free "
+            f"{estimate_text(*seed_interval(ratios, n_boot=n_boot))} over {len(ratios)} seeds that grok in both")
+
+
 def suppression_verdict(free: dict[str, Any], arm: dict[str, Any], *, name: str = "the intervention") -> Verdict:
     """"Grokking is absent without slingshots", from two :func:`arm_summary` results:
 

@@ -143,6 +143,24 @@ def weight_cosine_verdict(steadiness: tuple[float, float, float], excess: tuple[
     return Verdict(word, f"{first.reason}; {second.reason}")
 
 
+def specificity_text(steadiness: Sequence[float], excess: Sequence[float], what: str = "the controls") -> str:
+    """Whether control runs that never generalize (``steadiness`` and ``excess`` of
+    :func:`weight_cosine_row`, one per run) behave as the claim says grokking runs do
+    (steadier than the optimiser without signal, turns on gradient-norm spikes above
+    chance): an exploratory reading beside the registered verdict, which it does not
+    change. ``what`` names the controls."""
+    st, ex = np.asarray(steadiness, np.float64), np.asarray(excess, np.float64)
+    if st.shape != ex.shape:
+        raise ValueError(f"steadiness {st.shape} and excess {ex.shape} must be one value per run each")
+    n, k = len(st), int(((st < 0) & (ex > 0)).sum())
+    if not n:
+        return f"{what}: none to compare with"
+    if k == n:
+        return (f"{what}: all {n} are on the claim's side of both, so the weight cosine behaves as the claim says "
+                f"in runs that grok and in runs that never do: it describes this optimiser's training, not grokking")
+    return f"{what}: {k} of {n} are on the claim's side of both, so they do not all behave as the grokking runs do"
+
+
 #: Where the fresh seeds' rows live (``benchmarks/pool.py --parts lazy``).
 POOL_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "lazy_p47.csv"
 

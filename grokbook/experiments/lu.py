@@ -158,6 +158,18 @@ def shorter(d: Optional[int], ref: Optional[int], frac: float) -> bool:
     return d is not None and ref is not None and d <= frac * max(ref, 1)
 
 
+def norm_fall_text(norm_t2: Optional[float], norm_t4: Optional[float]) -> str:
+    """Chapter 1's one run read against the LU picture (the weight norm falls while it
+    generalizes): ``"consistent: ..."`` when the norm at t4 is below the norm at t2,
+    ``"not observed: ..."`` when it is not or when the run lacks t2 or t4 (``None``).
+    One run: a reading, not a verdict over seeds."""
+    if norm_t2 is None or norm_t4 is None:
+        return "not observed: the run did not both memorize and generalize"
+    if norm_t4 < norm_t2:
+        return f"consistent: the norm falls from {norm_t2:.1f} at t2 to {norm_t4:.1f} at t4 (one run)"
+    return f"not observed: the norm does not fall ({norm_t2:.1f} at t2, {norm_t4:.1f} at t4; one run)"
+
+
 def elimination_verdict(fixed: Mapping[int, Optional[int]], free: Mapping[int, Optional[int]],
                         control: Mapping[int, Optional[int]], *, gap: str = "") -> Verdict:
     """Omnigrok's elimination, per seed from the delays (steps from ``t2`` to the

@@ -21,6 +21,23 @@ def deviations(chapter: str, root: Optional[Path] = None) -> dict[str, str]:
     return {k: str(v) for k, v in (data.get(chapter) or {}).items()}
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` could be a value of a parameter whose default is ``default``:
+    numbers with numbers (bools only with bools), strings with strings, sequences with
+    sequences; anything where the default is None."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
 def versus_paper(chapter: str, values: dict[str, Any], reasons: Optional[dict[str, str]] = None,
                  root: Optional[Path] = None) -> str:
     """The table "this chapter vs the paper" in Markdown, for the chapter's current
@@ -46,6 +63,11 @@ def versus_paper(chapter: str, values: dict[str, Any], reasons: Optional[dict[st
     rows, same = [], []
     for name, theirs in paper.items():
         ours = values[name]
+        default = ch.parameters[name].default
+        if not _same_kind(ours, default):
+            raise ChapterError(f"chapter {chapter!r}: {name} is {type(ours).__name__} {short_value(ours)} here, "
+                               f"not a {type(default).__name__} like its default: the chapter's code rebound the "
+                               f"parameter's name (a loop variable?)")
         if ours == theirs:
             same.append(name)
             continue

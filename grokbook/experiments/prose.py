@@ -5,7 +5,7 @@ not be measured reads as such, never as ``nan``, ``None`` or ``n/a``.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 
 def _missing(x: Optional[float]) -> bool:
@@ -45,3 +45,14 @@ def steps_text(t: Optional[int], steps: int) -> str:
 def at_step(t: Optional[int], steps: int) -> str:
     """``"step 150"``, or ``"never within 60 steps"`` when ``t`` is None."""
     return f"never within {steps} steps" if t is None else f"step {t}"
+
+
+def with_never(frame: Any, columns: Sequence[str], word: str = "never") -> Any:
+    """A copy of ``frame`` (a ``pandas.DataFrame``) for display, each of ``columns`` (a
+    time in steps, or a ratio of times) as whole numbers, and ``word`` where it is
+    missing (a phase a run never reached); other columns as they are."""
+    out = frame.copy()
+    for c in columns:
+        out[c] = [word if _missing(v) else (f"{v:g}" if isinstance(v, float) and not float(v).is_integer()
+                                            else str(int(v))) for v in out[c]]
+    return out

@@ -140,19 +140,22 @@ def clip_text(quantile: float, binds: float, spikes: tuple[int, int], t4: tuple[
 ADAM_LONG = dict(lr=0.01, steps=20_000)
 ADAM_LONG_SEEDS = (100, 101, 102)
 ADAM_LONG_FILE = Path(__file__).resolve().parents[2] / "data" / "pool" / "adam_long_p47.csv"
-ADAM_LONG_COLUMNS = ("config", "seed", "lr", "steps", "t2", "t4", "final_val", "loss_spikes")
+ADAM_LONG_COLUMNS = ("config", "seed", "lr", "steps", "t2", "t4", "half_val", "final_val", "loss_spikes")
 
 
 def measure_adam_long(run: Any, times: Any, *, skip: int = 100, window: int = 100,
                       spike_factor: float = 5.0) -> dict[str, Any]:
-    """One long Adam run as a row of :data:`ADAM_LONG_COLUMNS` (times -1 for never; loss
-    spikes from ``max(t2, skip)`` on, as chapter 3 counts them)."""
+    """One long Adam run as a row of :data:`ADAM_LONG_COLUMNS` (times -1 for never;
+    ``half_val``: the validation accuracy at the last evaluation at or before half the
+    budget; loss spikes from ``max(t2, skip)`` on, as chapter 3 counts them)."""
     from .interventions import spike_count
     from .records import step_code
 
     c = run.config
+    vs = np.asarray(run.val_steps)
+    half = float(np.asarray(run.val_acc)[max(int(np.searchsorted(vs, c.steps // 2, side="right")) - 1, 0)])
     return dict(config=c.hash(), seed=c.seed, lr=float(c.lr), steps=int(c.steps), t2=step_code(times.t2),
-                t4=step_code(times.t4), final_val=float(run.val_acc[-1]),
+                t4=step_code(times.t4), half_val=half, final_val=float(run.val_acc[-1]),
                 loss_spikes=spike_count(run.metrics["train_loss"], max(times.t2 or 0, skip), window=window,
                                         spike_factor=spike_factor))
 
@@ -168,8 +171,24 @@ def read_adam_long(path: Path = ADAM_LONG_FILE) -> list[dict[str, Any]]:
     """The long Adam runs' rows, or ``[]`` when the file is absent."""
     from .records import read_csv
 
-    return read_csv(path, ADAM_LONG_COLUMNS, dict(seed=int, lr=float, steps=int, t2=int, t4=int, final_val=float,
-                                                  loss_spikes=int))
+    return read_csv(path, ADAM_LONG_COLUMNS, dict(seed=int, lr=float, steps=int, t2=int, t4=int, half_val=float,
+                                                  final_val=float, loss_spikes=int))
+
+
+def budget_estimate(row: dict[str, Any], reach: float) -> str:
+    """The budget a long Adam run (a row of :data:`ADAM_LONG_COLUMNS`) would need to reach
+    ``reach`` validation accuracy, extrapolating the rise of its second half linearly: a
+    rough, exploratory figure (a run can plateau or collapse, and grokking is no straight
+    line), ``"reached"`` when it got there, and no figure when it did not rise."""
+    steps, half, final = int(row["steps"]), float(row["half_val"]), float(row["final_val"])
+    if final >= reach:
+        return f"seed {row['seed']}: reached {100 * reach:.0f}%"
+    rate = (final - half) / (steps - steps // 2)
+    what = f"seed {row['seed']}: {100 * half:.0f}% at step {steps // 2}, {100 * final:.0f}% at {steps}"
+    if rate <= 0:
+        return f"{what}: no rise over the second half, so no budget can be read off"
+    need = steps + (reach - final) / rate
+    return f"{what}: at that rate {100 * reach:.0f}% near step {need:,.0f} ({need / steps:.1f}x the budget)"
 
 
 def adam_long_verdict(rows: Sequence[dict[str, Any]], delay: float) -> Verdict:

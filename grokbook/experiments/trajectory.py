@@ -307,6 +307,23 @@ def measure_picture(run: Any, times: Any, n_points: int = PICTURE_SETTINGS["n_po
                 **{"chord barrier": chord["barrier"], "path barrier": path_barrier(x, loss)})
 
 
+def picture_specificity(shown: Optional[str], control_pictures: Sequence[Optional[str]]) -> str:
+    """Whether the picture the fresh grokking runs show (``shown``, of
+    :func:`pictures_shown`; None for no one picture) sets grokking apart: the controls'
+    pictures (``control_pictures``, :func:`picture_of` of each control run) show it in at
+    least half of them ("a picture of this training, not of grokking") or in fewer ("it
+    sets grokking apart"; an exploratory reading of the registered controls, not a
+    registered verdict)."""
+    if shown is None:
+        return "with no one picture shown, there is nothing to be specific"
+    k, n = list(control_pictures).count(shown), len(control_pictures)
+    if not n:
+        return "no control run to compare with"
+    if 2 * k >= n:
+        return f"the controls, which never generalize, show it too ({k} of {n}): it is a picture of this training, not of grokking"
+    return f"the controls show it in {k} of {n}: it sets grokking apart"
+
+
 def pictures_shown(rows: Sequence[dict[str, Any]], *, straight: float = PICTURE_SETTINGS["straight"],
                    high: float = PICTURE_SETTINGS["high"], share: float = 0.8) -> tuple[Optional[str], str]:
     """Which picture the stretches ``rows`` (:data:`PICTURE_COLUMNS`) show: ``(picture,
