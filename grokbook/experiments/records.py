@@ -314,8 +314,8 @@ def replay_note(equal: bool, what: str, difference: str) -> str:
     memorizing segment's barrier") and, where it is not equal, ``difference`` says how far
     apart (in words)."""
     if equal:
-        return f"Replayed here, {what} equals the record's: this machine rounds as the recording one did."
-    return (f"Replayed here, {what} differs from the record's ({difference}): this machine rounds differently "
+        return f"Replayed here, {what}: equal to the record's (this machine rounds as the recording one did)."
+    return (f"Replayed here, {what}: not equal to the record's ({difference}). This machine rounds differently "
             f"from the recording one and training amplifies a last-bit difference within tens of steps, so the "
             f"numbers below are the records'.")
 
