@@ -43,6 +43,9 @@ through the run store (``$GROKBOOK_HOME``) and measured for each chapter that re
 - ``registered`` (chapter 7, ``data/pool/hessian_registered_p47.csv``): not fresh seeds
   but the registered seeds 0-2, whose spike eigenvalues the chapter replays; recorded so
   that the build replays one of them (not part of the default ``--parts``);
+- ``trajectory_controls`` (chapter 6, ``trajectory_p47.csv`` and ``pictures_p47.csv``):
+  the fresh seeds' matched controls without weight decay (chapter 7's), their planarity
+  and their stretch's picture (not part of the default ``--parts``);
 - ``starts`` (every chapter that reads the pool, ``data/pool/starts.csv``): the first
   ``records.START_STEPS`` training losses of every configuration above, against which a
   chapter checks that a seed it re-trains is the recorded run
@@ -277,6 +280,20 @@ def digits(store, out) -> None:
                 "digits")
 
 
+def trajectory_controls(store, out, seeds) -> None:
+    """Chapter 6's matched controls: each fresh seed without weight decay (chapter 7's
+    controls, ``hessian.MATCHED_CHANGE``), its planarity under both schedules added to
+    ``trajectory_p47.csv`` and its stretch's picture to ``pictures_p47.csv`` (rows by
+    config hash; the chapter reads the grokking runs' and the controls' apart)."""
+    th = thresholds("06_trajectory", et.POOL_SETTINGS)
+    named = [("control", c.replace(**eh.MATCHED_CHANGE)) for c in replicates([CONFIG], seeds)]
+    path, pic_path = out / et.POOL_FILE.name, out / et.PICTURE_POOL_FILE.name
+    record_runs(store, th, et.read_pool(path), named, lambda run, times, _: measure_trajectory(run, times),
+                lambda rows: et.write_pool(rows, path), "trajectory controls")
+    record_runs(store, th, et.read_pictures(pic_path), named, lambda run, times, _: measure_pictures(run, times),
+                lambda rows: et.write_pictures(rows, pic_path), "picture controls")
+
+
 def starts(out) -> None:
     """The reference starts of every configuration of the pool (``starts.csv``): the
     fresh seeds, their controls, the maps, the interventions' arms (their clip levels
@@ -312,7 +329,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS),
                     choices=list(PARTS) + ["registered", "controls", "maps", "lazy", "slingshot", "adam_long", "lu",
-                                           "digits", "starts"],  # the latter: `own` in the loop below
+                                           "digits", "starts", "trajectory_controls"],  # the latter: `own` in the loop below
                     help="registered: chapter 7's registered seeds 0-2 (read from the store chapter 1 fills); "
                          "controls: chapter 7's matched controls (no weight decay) of the fresh seeds; "
                          "maps: chapter 5's slice maps at r 0.30 and 0.85; lazy: chapter 4's weight cosines "
@@ -331,7 +348,8 @@ def main() -> None:
            "adam_long": lambda: adam_long(store, args.out), "lu": lambda: lu(store, args.out),
            "digits": lambda: digits(store, args.out), "lazy": lambda: lazy(store, args.out, args.seeds),
            "maps": lambda: maps(store, args.out), "controls": lambda: controls(store, args.out, args.seeds),
-           "starts": lambda: starts(args.out)}
+           "starts": lambda: starts(args.out),
+           "trajectory_controls": lambda: trajectory_controls(store, args.out, args.seeds)}
     for part in args.parts:
         if part in own:
             own[part]()

@@ -186,3 +186,18 @@ def test_picture_specificity_every_branch():
     half = et.picture_specificity("going around an obstacle", ["going around an obstacle", None])
     assert "show it too (1 of 2)" in half and "not of grokking" in half
     assert et.picture_specificity("crossing a flat region", []) == "no control run to compare with"
+
+
+def test_control_difference_pairs_seeds_and_keeps_controls_that_never_generalize():
+    def row(seed, planarity, drift, t4=900, schedule="even"):
+        return {"seed": seed, "planarity": planarity, "drift walk": drift, "t4": t4, "schedule": schedule}
+
+    grok = [row(0, 0.80, 0.85), row(1, 0.78, 0.80), row(2, 0.9, 0.8, t4=-1), row(0, 0.99, 0.5, schedule="stored")]
+    ctrl = [row(0, 0.70, 0.80, t4=-1), row(1, 0.60, 0.70, t4=-1), row(2, 0.5, 0.6, t4=-1), row(3, 0.9, 0.9, t4=-1)]
+    diff = et.control_difference(grok, ctrl, "even")
+    assert diff == {0: pytest.approx(-0.05 - (-0.10)), 1: pytest.approx(-0.02 - (-0.10))}  # seed 2 does not generalize
+    assert et.control_reading((0.065, 0.05, 0.08), 2).endswith("the grokking runs are more planar than their controls")
+    assert et.control_reading((-0.065, -0.08, -0.05), 2).endswith("less planar than their controls")
+    held = et.control_reading((0.01, -0.02, 0.04), 5)
+    assert "+1.0 [-2.0, +4.0] points over 5 seeds" in held and "belongs to this training, not to grokking" in held
+    assert et.control_reading((0.1, 0.05, 0.2), 1).startswith("not measurable: 1 pair")

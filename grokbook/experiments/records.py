@@ -229,11 +229,12 @@ def max_rel_diff(live: Sequence[float], recorded: Sequence[float]) -> float:
 #: run. Training is chaotic: a last-bit difference in rounding (another CPU's kernels)
 #: grows to a different trajectory within tens of steps, so a run recorded on one machine
 #: is not reproduced bit for bit on another. Measured (session 21, the book's model at
-#: p 31, records of one 2-core AMD EPYC re-trained on another): the first step at which
-#: the training loss differs by more than 1e-4 (relative) was step 14 to 200 over 160
-#: runs (median 47), while over the first 10 steps the largest difference was 2e-6 of 278
-#: runs; another seed or split differs from the first step. So a run is identified by its
-#: first :data:`START_STEPS` losses, to :data:`START_RTOL`.
+#: p 31, records of one 2-core AMD EPYC re-trained on another,
+#: ``benchmarks/replay_divergence.py``): the first step at which the training loss
+#: differs by more than 1e-4 (relative) was step 14 or later over 238 runs (median 45-48),
+#: while over the first 10 steps the largest difference was 2e-6; another seed or split
+#: differs from the first step. So a run is identified by its first :data:`START_STEPS`
+#: losses, to :data:`START_RTOL`.
 START_STEPS = 10
 START_RTOL = 1e-4
 

@@ -143,6 +143,40 @@ def planarity_excess(rows: Sequence[dict[str, Any]], schedule: str) -> dict[int,
             if r["schedule"] == schedule and int(r["t4"]) >= 0}
 
 
+def control_difference(grokking: Sequence[dict[str, Any]], controls: Sequence[dict[str, Any]],
+                       schedule: str) -> dict[int, float]:
+    """Per seed with a row in both: the grokking run's planarity excess over its drift
+    walks minus its matched control's (the same seed: initialisation and split; the
+    control never generalizes, so it is not filtered on ``t4`` as
+    :func:`planarity_excess` is), under ``schedule`` (shares of the variance). The
+    grokking run is left out where it does not generalize."""
+    def excess(rows: Sequence[dict[str, Any]]) -> dict[int, float]:
+        return {int(r["seed"]): float(r["planarity"]) - float(r["drift walk"]) for r in rows
+                if r["schedule"] == schedule}
+
+    g = planarity_excess(grokking, schedule)
+    c = excess(controls)
+    return {s: g[s] - c[s] for s in sorted(set(g) & set(c))}
+
+
+def control_reading(difference: tuple[float, float, float], n_seeds: int) -> str:
+    """The matched controls' reading from ``(mean, low, high)`` over seeds of
+    :func:`control_difference`: the planarity beyond the drift sets the grokking runs
+    apart from their controls when the interval excludes 0 (above: more planar; below:
+    less), not when it holds 0; fewer than 2 pairs say nothing. A reading beside the
+    registered verdict, which it does not change."""
+    if n_seeds < 2:
+        return f"not measurable: {n_seeds} pair(s) of a grokking run and its control"
+    est, lo, hi = difference
+    what = (f"grokking run minus its matched control, planarity beyond the drift walk: {100 * est:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] points over {n_seeds} seeds")
+    if lo > 0:
+        return f"{what}: the grokking runs are more planar than their controls"
+    if hi < 0:
+        return f"{what}: the grokking runs are less planar than their controls"
+    return f"{what}: no difference resolved, so the planarity (or its lack) belongs to this training, not to grokking"
+
+
 def plane_verdict(excess: tuple[float, float, float], planarity: tuple[float, float, float], n_seeds: int,
                   planar: float = PLANAR) -> Verdict:
     """The second test's verdict from ``(mean, low, high)`` over seeds of
