@@ -16,8 +16,8 @@ import argparse
 import numpy as np
 import torch
 
-from grokbook.experiments.records import START_RTOL, START_STEPS, corpus_dir, read_records, row_config
-from grokbook.trainer import stack_key, train_core
+from grokbook.experiments.records import START_RTOL, START_STEPS, corpus_dir, read_records, row_config, start_losses
+from grokbook.trainer import stack_key
 
 
 def divergence(family: str, steps: int, per_key: int, keys: int) -> dict:
@@ -29,16 +29,14 @@ def divergence(family: str, steps: int, per_key: int, keys: int) -> dict:
     groups: dict = {}
     for i, c in enumerate(configs):
         groups.setdefault(stack_key(c), []).append(i)
+    chosen = [i for idx in list(groups.values())[:keys] for i in idx[:per_key]]
     start, first = [], []
-    for idx in list(groups.values())[:keys]:
-        idx = idx[:per_key]
-        for i, run in zip(idx, train_core([configs[i].replace(steps=steps) for i in idx])):
-            live = np.asarray(run.metrics["train_loss"], np.float64)
-            rec = np.asarray(frame.iloc[i]["window"], np.float64)[:steps]
-            rel = np.abs(live - rec) / np.maximum(np.abs(rec), 1e-12)
-            start.append(rel[:START_STEPS].max())
-            above = np.flatnonzero(rel > START_RTOL)
-            first.append(int(above[0]) if len(above) else steps)
+    for i, live in zip(chosen, start_losses([configs[i] for i in chosen], steps)):
+        rec = np.asarray(frame.iloc[i]["window"], np.float64)[:steps]
+        rel = np.abs(live - rec) / np.maximum(np.abs(rec), 1e-12)
+        start.append(rel[:START_STEPS].max())
+        above = np.flatnonzero(rel > START_RTOL)
+        first.append(int(above[0]) if len(above) else steps)
     return dict(family=family, date=str(frame.iloc[0]["date"]), runs=len(start), start=max(start),
                 first_min=min(first), first_median=float(np.median(first)))
 

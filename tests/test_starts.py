@@ -86,3 +86,11 @@ def test_the_committed_starts_cover_every_pool_configuration():
         with open(f, newline="") as fh:
             hashes = {r["config"] for r in csv.DictReader(fh)}
         assert hashes <= set(starts), f"{f.name}: {sorted(hashes - set(starts))[:3]} have no reference start"
+
+
+def test_pool_start_check_reads_the_reference_from_the_starts_file(tmp_path):
+    path = tmp_path / "starts.csv"
+    records.write_starts([TINY], path)
+    assert records.pool_start_check(TINY, path)["agrees"]
+    missing = records.pool_start_check(TINY.replace(seed=3), path)
+    assert not missing["agrees"] and math.isnan(missing["max_rel_diff"])

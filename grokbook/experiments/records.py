@@ -294,6 +294,12 @@ def start_check(config: RunConfig, recorded: Optional[Sequence[float]]) -> dict[
     return dict(config=config, max_rel_diff=diff, agrees=bool(diff <= START_RTOL), exact=bool(diff <= 1e-7))
 
 
+def pool_start_check(config: RunConfig, path: str | os.PathLike[str] = STARTS_FILE) -> dict[str, Any]:
+    """:func:`start_check` of ``config`` against its reference start in the offline pool's
+    starts file (:func:`read_starts`; no reference when the file lacks it)."""
+    return start_check(config, read_starts(path).get(config.hash()))
+
+
 def start_check_text(check: dict[str, Any]) -> str:
     """A sentence on :func:`start_check` for a chapter's prose."""
     c = check["config"]

@@ -61,13 +61,19 @@ def early_sharpness(config: Any, weights: np.ndarray, *, tol: float = TOL) -> tu
     return eigenpair(config, np.asarray(weights), n, tol=tol, float64=True)
 
 
+def _window_norms(record: Any, step: int) -> Optional[np.ndarray]:
+    """The record's per-step weight norms of the window when they reach ``step``, else None
+    (records made before the window's norms were kept, such as the bridge's)."""
+    norm = record["window_norm"] if "window_norm" in record else None
+    return None if norm is None or np.isscalar(norm) or len(norm) <= step else np.asarray(norm, np.float64)
+
+
 def check_step(record: Any, step: int = STEP) -> int:
     """The step at which a replay to ``step`` is checked against ``record``: ``step``
     itself when the record keeps the window's weight norms (``window_norm``), else the
     last of its downsampled ``curve_steps`` at or before ``step`` (records made before
     the window's norms were kept, such as the bridge's)."""
-    norm = record["window_norm"] if "window_norm" in record else None
-    if norm is not None and not np.isscalar(norm) and len(norm) > step:
+    if _window_norms(record, step) is not None:
         return step
     steps = np.asarray(record["curve_steps"])
     before = steps[steps <= step]
@@ -79,9 +85,9 @@ def check_step(record: Any, step: int = STEP) -> int:
 def recorded_norm(record: Any, step: int) -> float:
     """The weight norm ``record`` keeps at ``step`` (from ``window_norm``, else from the
     downsampled curve); ValueError if it keeps none there."""
-    norm = record["window_norm"] if "window_norm" in record else None
-    if norm is not None and not np.isscalar(norm) and len(norm) > step:
-        return float(np.asarray(norm, np.float64)[step])
+    norms = _window_norms(record, step)
+    if norms is not None:
+        return float(norms[step])
     hit = np.flatnonzero(np.asarray(record["curve_steps"]) == step)
     if not len(hit):
         raise ValueError(f"the record {record['hash']} keeps no weight norm at step {step}")
